@@ -1,0 +1,43 @@
+"""Keep TensorFlow's start-up log noise out of users' output.
+
+Must run before TensorFlow is imported: its C++ logger reads these variables once, at load time.
+Defaults only, so a user who asks for TensorFlow's logs still gets them. Some notices (the CUDA
+stub's "Could not find cuda drivers") are printed before logging starts and ignore every
+variable; for those, file descriptor 2 points at /dev/null while TensorFlow is imported, and
+is restored right after (Python exceptions raised by the import still reach the caller).
+Set KERAS_REWRITE_TF_LOGS=1 to see everything.
+"""
+import logging
+import os
+import sys
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+_SHOW = os.environ.get("KERAS_REWRITE_TF_LOGS") == "1"
+
+if not _SHOW:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+
+
+def _import_backend_quietly():
+    if _SHOW or "tensorflow" in sys.modules or os.environ["KERAS_BACKEND"] != "tensorflow":
+        return
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no real fd 2 (some embedded interpreters)
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        import tensorflow  # noqa: F401
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+_import_backend_quietly()
+if not _SHOW:
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
+    logging.getLogger("absl").setLevel(logging.ERROR)

@@ -1,0 +1,65 @@
+"""`rewrite`: to_graph -> passes -> to_model -> checks, never touching the caller's model."""
+from __future__ import annotations
+
+import dataclasses
+
+import keras
+
+from . import _keras
+from .errors import RebuildError, ShapeMismatchError
+from .graph import to_graph, validate
+from .passes import resolve_passes
+from .passes.base import run_passes
+from .rebuild import to_model
+from .report import Report
+
+
+@dataclasses.dataclass
+class RewriteResult:
+    model: keras.Model
+    report: Report
+
+
+def rewrite_with_report(model, passes=()) -> RewriteResult:
+    """Like `rewrite`, and also return the `Report` of what each pass and the rebuild did."""
+    passes = resolve_passes(passes)
+    graph = to_graph(model)
+    validate(graph)
+    report = Report(passes=run_passes(graph, passes))
+    try:
+        new_model = to_model(graph, report=report)
+    except (RebuildError, ShapeMismatchError) as exc:
+        modifying = [r.pass_name for r in report.passes if r.modified]
+        if modifying:
+            exc.args = (f"{exc.args[0]} (after passes that modified the graph: "
+                        f"{', '.join(modifying)})",)
+        raise
+    _keras.compile_like(new_model, model)
+    return RewriteResult(new_model, report)
+
+
+def rewrite(model, passes=()) -> keras.Model:
+    """Return a rewritten copy of a built Functional or Sequential Keras model.
+
+    Args:
+        model: the model; it is never modified (weights, layer configs, inbound nodes).
+        passes: passes to apply in order: `Pass` objects, plain functions taking the graph,
+            or the short names "l2", "spatial_dropout" and "reorder" (default settings).
+            With no passes the result is an exact copy with the same weights.
+
+    Returns:
+        A new model with every weight that still fits carried over; compiled like the
+        original (same loss and metrics, a fresh optimizer of the same config) if the
+        original was compiled.
+
+    Example:
+        >>> import keras, numpy as np
+        >>> import keras_rewrite
+        >>> inputs = keras.Input((3,))
+        >>> model = keras.Model(inputs, keras.layers.Dense(2)(inputs))
+        >>> copy = keras_rewrite.rewrite(model)
+        >>> x = np.ones((1, 3), "float32")
+        >>> bool(np.array_equal(model.predict(x, verbose=0), copy.predict(x, verbose=0)))
+        True
+    """
+    return rewrite_with_report(model, passes).model

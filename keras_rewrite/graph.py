@@ -1,0 +1,357 @@
+"""The graph a model becomes: its schema, `to_graph`, and `validate`.
+
+Schema
+======
+`to_graph(model)` returns a `networkx.MultiDiGraph` (parallel edges happen: `add([x, x])`).
+
+Graph attributes (``graph.graph``):
+    name            the model's name.
+    model_class     "Functional" or "Sequential": what `to_model` rebuilds.
+    trainable       the model's `trainable` flag.
+    inputs          node ids of the "input" nodes, in the model's input order.
+    outputs         node ids of the "output" nodes, in the model's output order.
+    input_structure, output_structure
+                    the model's nested input/output structure (list, dict, ...) with the
+                    position in `inputs` / `outputs` at each leaf.
+    source          the original model (read only; never modified).
+
+Node ids are strings: a layer's name for its first call in this model, ``name:k`` for its
+k-th further call; an input node's id is its InputLayer's name; output nodes are ``output:i``.
+
+Node attributes:
+    kind            "input" | "layer" | "op" | "output".
+                    "op" is a Keras Operation that is not a Layer (`keras.ops.add(a, b)`).
+    spec            a `LayerSpec`: class, config, the original layer (for its weights), and for
+                    a nested Functional/Sequential model its own graph. Several call nodes of a
+                    shared layer hold the *same* LayerSpec object: edit it once, it stays shared.
+                    None on output nodes.
+    call_args       ``(args, kwargs)`` of the call with every tensor argument replaced by a
+                    `Slot(i)`; None on input and output nodes.
+    output_shapes   the original model's output shape of this call, one tuple per output, or
+                    None when unknown (a node a pass created, or moved so its shape changed).
+    index           position in ``graph.graph["inputs"]`` / ``["outputs"]`` (input, output).
+    meta            a dict for passes and analyses to annotate; not read by `to_model`.
+
+Edge attributes (producer -> consumer):
+    slot            which `Slot` of the consumer's ``call_args`` this tensor fills (0 for an
+                    output node). Each slot of a node is filled by exactly one edge.
+    tensor_index    which output of the producer the tensor is (layers with several outputs).
+
+`validate(graph)` checks all of the above, recursively into nested models' graphs; every
+pass's tests call it.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import itertools
+from typing import Any, Iterator
+
+import networkx as nx
+
+from . import _keras
+from .errors import GraphError
+
+NODE_KINDS = ("input", "layer", "op", "output")
+
+
+@dataclasses.dataclass(frozen=True)
+class Slot:
+    """Placeholder for the i-th tensor argument of a call, filled by the edge with slot=i."""
+
+    index: int
+
+
+@dataclasses.dataclass(eq=False)
+class LayerSpec:
+    """What to re-create a layer from.
+
+    Attributes:
+        name: the layer's name (unique among the layers of one model).
+        cls: the layer's Python class.
+        config: its `get_config()` (a copy: passes edit it freely).
+        source: the original layer, whose weights are carried over, or None for a new layer.
+        subgraph: for a nested Functional or Sequential model, its own graph.
+    """
+
+    name: str
+    cls: type
+    config: dict
+    source: Any = None
+    subgraph: nx.MultiDiGraph | None = None
+
+    @property
+    def class_name(self) -> str:
+        return self.cls.__name__
+
+    def replace(self, **changes) -> "LayerSpec":
+        """A new spec with `changes`; the config is copied, never shared."""
+        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        fields["config"] = copy.deepcopy(self.config)
+        fields.update(changes)
+        return LayerSpec(**fields)
+
+
+def _replace_tensors(structure, tensors):
+    """Replace each KerasTensor in a nested args structure by a Slot; collect them in order."""
+    if isinstance(structure, _keras.KerasTensor):
+        tensors.append(structure)
+        return Slot(len(tensors) - 1)
+    if isinstance(structure, (list, tuple)):
+        items = [_replace_tensors(x, tensors) for x in structure]
+        return type(structure)(items) if type(structure) in (list, tuple) else items
+    if isinstance(structure, dict):
+        return {k: _replace_tensors(v, tensors) for k, v in structure.items()}
+    return structure
+
+
+def _index_structure(structure, tensors):
+    """Like `_replace_tensors` for input/output structures: leaves become positions."""
+    return _structure_map(structure, lambda t: _append(tensors, t))
+
+
+def _append(items, item):
+    items.append(item)
+    return len(items) - 1
+
+
+def _structure_map(structure, fn):
+    if isinstance(structure, (list, tuple)):
+        return type(structure)(_structure_map(x, fn) for x in structure)
+    if isinstance(structure, dict):
+        return {k: _structure_map(v, fn) for k, v in structure.items()}
+    return fn(structure)
+
+
+def to_graph(model) -> nx.MultiDiGraph:
+    """Turn a built Functional or Sequential Keras model into a graph (see the module schema).
+
+    Only this model's own calls are walked: calls of the same layers made from other models
+    are ignored. Nested Functional/Sequential models become a call node whose
+    ``spec.subgraph`` is their own graph. The model is read, never modified.
+
+    Example:
+        >>> import keras
+        >>> inputs = keras.Input((4,), name="x")
+        >>> model = keras.Model(inputs, keras.layers.Dense(2, name="d")(inputs))
+        >>> g = to_graph(model)
+        >>> sorted(g.nodes)
+        ['d', 'output:0', 'x']
+        >>> g.nodes["d"]["spec"].class_name
+        'Dense'
+    """
+    return _GraphBuilder().build(model)
+
+
+class _GraphBuilder:
+    def __init__(self):
+        self.specs: dict[int, LayerSpec] = {}  # id(layer) -> spec, shared across nesting
+
+    def spec_for(self, operation) -> LayerSpec:
+        spec = self.specs.get(id(operation))
+        if spec is None:
+            subgraph = None
+            if _keras.is_graph_model(operation):
+                subgraph = self.build(operation)
+                config = {"name": operation.name, "trainable": operation.trainable}
+            else:
+                config = copy.deepcopy(operation.get_config())
+            spec = LayerSpec(operation.name, type(operation), config, operation, subgraph)
+            self.specs[id(operation)] = spec
+        return spec
+
+    def build(self, model) -> nx.MultiDiGraph:
+        functional = _keras.functional_of(model)
+        graph = nx.MultiDiGraph(
+            name=model.name,
+            model_class="Sequential" if isinstance(model, _keras.keras.Sequential) else "Functional",
+            trainable=model.trainable,
+            source=model,
+        )
+        node_ids = {}  # id(keras node) -> graph node id
+        calls = {}  # id(operation) -> number of calls seen
+        for knode in _keras.nodes_in_order(functional):
+            operation = knode.operation
+            count = calls.get(id(operation), 0)
+            calls[id(operation)] = count + 1
+            node_id = operation.name if count == 0 else f"{operation.name}:{count}"
+            node_ids[id(knode)] = node_id
+            shapes = [tuple(t.shape) for t in _keras.node_outputs(knode)]
+            if knode.is_input:
+                graph.add_node(node_id, kind="input", spec=self.spec_for(operation),
+                               call_args=None, output_shapes=shapes, meta={})
+                continue
+            tensors = []
+            args, kwargs = _keras.node_arguments(knode)
+            call_args = (_replace_tensors(args, tensors), _replace_tensors(kwargs, tensors))
+            kind = "layer" if isinstance(operation, _keras.Layer) else "op"
+            graph.add_node(node_id, kind=kind, spec=self.spec_for(operation),
+                           call_args=call_args, output_shapes=shapes, meta={})
+            for slot, tensor in enumerate(tensors):
+                producer, tensor_index = _keras.producer_of(tensor)
+                graph.add_edge(node_ids[id(producer)], node_id, slot=slot,
+                               tensor_index=tensor_index)
+
+        input_tensors, output_tensors = [], []
+        graph.graph["input_structure"] = _index_structure(
+            _keras.input_structure(functional), input_tensors)
+        graph.graph["output_structure"] = _index_structure(
+            _keras.output_structure(functional), output_tensors)
+        graph.graph["inputs"] = []
+        for i, tensor in enumerate(input_tensors):
+            producer, _ = _keras.producer_of(tensor)
+            node_id = node_ids[id(producer)]
+            graph.nodes[node_id]["index"] = i
+            graph.graph["inputs"].append(node_id)
+        graph.graph["outputs"] = []
+        for i, tensor in enumerate(output_tensors):
+            producer, tensor_index = _keras.producer_of(tensor)
+            out_id = f"output:{i}"
+            graph.add_node(out_id, kind="output", spec=None, call_args=None, index=i,
+                           output_shapes=[tuple(tensor.shape)], meta={})
+            graph.add_edge(node_ids[id(producer)], out_id, slot=0, tensor_index=tensor_index)
+            graph.graph["outputs"].append(out_id)
+        return graph
+
+
+# --------------------------------------------------------------------------- helpers for passes
+
+
+def slots_of(call_args) -> list[Slot]:
+    """Every Slot in a call's (args, kwargs) template, in no particular order."""
+    found = []
+    _structure_walk(call_args, lambda x: found.append(x) if isinstance(x, Slot) else None)
+    return found
+
+
+def _structure_walk(structure, fn):
+    if isinstance(structure, (list, tuple)):
+        for x in structure:
+            _structure_walk(x, fn)
+    elif isinstance(structure, dict):
+        for x in structure.values():
+            _structure_walk(x, fn)
+    else:
+        fn(structure)
+
+
+def iter_graphs(graph: nx.MultiDiGraph) -> Iterator[nx.MultiDiGraph]:
+    """`graph` and, depth first, every nested model's graph (each once, even if shared)."""
+    seen = set()
+    stack = [graph]
+    while stack:
+        g = stack.pop()
+        if id(g) in seen:
+            continue
+        seen.add(id(g))
+        yield g
+        for _, data in g.nodes(data=True):
+            spec = data.get("spec")
+            if spec is not None and spec.subgraph is not None:
+                stack.append(spec.subgraph)
+
+
+def iter_layer_nodes(graph: nx.MultiDiGraph):
+    """(graph, node_id, data) for every layer call node, nested models' included."""
+    for g in iter_graphs(graph):
+        for node_id in topological_order(g):
+            data = g.nodes[node_id]
+            if data["kind"] == "layer":
+                yield g, node_id, data
+
+
+def topological_order(graph: nx.MultiDiGraph) -> list:
+    """Node ids, producers first; ties keep insertion order (so results are reproducible)."""
+    position = {n: i for i, n in enumerate(graph.nodes)}
+    return list(nx.lexicographical_topological_sort(graph, key=position.__getitem__))
+
+
+def single_input_edge(graph, node_id):
+    """The (producer, edge data) of a node with exactly one tensor argument, else None."""
+    edges = list(graph.in_edges(node_id, data=True))
+    if len(edges) != 1:
+        return None
+    producer, _, data = edges[0]
+    return producer, data
+
+
+def fresh_name(graph: nx.MultiDiGraph, base: str) -> str:
+    """A layer name and node id unused anywhere in `graph` (nested graphs included)."""
+    taken = set()
+    for g in iter_graphs(graph):
+        taken.update(g.nodes)
+        taken.update(d["spec"].name for _, d in g.nodes(data=True) if d.get("spec") is not None)
+    if base not in taken:
+        return base
+    for i in itertools.count(1):
+        candidate = f"{base}_{i}"
+        if candidate not in taken:
+            return candidate
+
+
+# --------------------------------------------------------------------------------- validation
+
+
+def validate(graph: nx.MultiDiGraph) -> None:
+    """Check `graph` against the schema in this module's docstring; raise GraphError if not.
+
+    Checked: node kinds and their attributes; acyclicity; input nodes have no producers and
+    output nodes exactly one; every Slot of a call filled by exactly one edge and no edge
+    without a Slot; tensor indices within the producer's outputs where known; one LayerSpec
+    per layer name; the graph's input/output lists; the same, recursively, for nested models.
+    """
+    for g in iter_graphs(graph):
+        _validate_one(g)
+
+
+def _fail(graph, message):
+    raise GraphError(f"graph '{graph.graph.get('name')}': {message}")
+
+
+def _validate_one(graph: nx.MultiDiGraph) -> None:
+    for key in ("name", "model_class", "inputs", "outputs", "input_structure", "output_structure"):
+        if key not in graph.graph:
+            _fail(graph, f"missing graph attribute '{key}'")
+    if not nx.is_directed_acyclic_graph(graph):
+        cycle = nx.find_cycle(graph)
+        _fail(graph, f"has a cycle through {[edge[0] for edge in cycle]}; expected a DAG")
+    names = {}
+    for node_id, data in graph.nodes(data=True):
+        kind = data.get("kind")
+        if kind not in NODE_KINDS:
+            _fail(graph, f"node '{node_id}' has kind={kind!r}; expected one of {NODE_KINDS}")
+        for attr in ("spec", "call_args", "output_shapes", "meta"):
+            if attr not in data:
+                _fail(graph, f"node '{node_id}' has no '{attr}' attribute")
+        in_edges = list(graph.in_edges(node_id, data=True))
+        if kind == "input":
+            if in_edges:
+                _fail(graph, f"input node '{node_id}' has producers {[e[0] for e in in_edges]}")
+        elif kind == "output":
+            if len(in_edges) != 1 or graph.out_degree(node_id):
+                _fail(graph, f"output node '{node_id}' must have one producer and no consumers; "
+                      f"received {len(in_edges)} producers, {graph.out_degree(node_id)} consumers")
+        else:
+            expected = sorted(s.index for s in slots_of(data["call_args"]))
+            received = sorted(e[2].get("slot") for e in in_edges)
+            if expected != list(range(len(expected))) or received != expected:
+                _fail(graph, f"node '{node_id}' ({data['spec'].class_name}) takes tensor slots "
+                      f"{expected} but its incoming edges fill {received}")
+        spec = data["spec"]
+        if kind != "output":
+            if not isinstance(spec, LayerSpec):
+                _fail(graph, f"node '{node_id}' has spec={spec!r}; expected a LayerSpec")
+            other = names.setdefault(spec.name, spec)
+            if other is not spec:
+                _fail(graph, f"two different layers are named '{spec.name}'; names must be unique")
+        for producer, _, edge in in_edges:
+            index = edge.get("tensor_index")
+            shapes = graph.nodes[producer]["output_shapes"]
+            if not isinstance(index, int) or (shapes is not None and index >= len(shapes)):
+                _fail(graph, f"edge {producer} -> {node_id} takes output {index!r} of "
+                      f"'{producer}', which has {len(shapes) if shapes else '?'} outputs")
+    for key, kind in (("inputs", "input"), ("outputs", "output")):
+        listed = graph.graph[key]
+        actual = [n for n, d in graph.nodes(data=True) if d["kind"] == kind]
+        if sorted(listed) != sorted(actual):
+            _fail(graph, f"graph['{key}'] lists {listed} but the {kind} nodes are {actual}")

@@ -1,0 +1,55 @@
+"""Weight transfer: copy each original weight that still fits into the rebuilt layer.
+
+A weight fits when the rebuilt layer has a weight of the same name (and occurrence, for layers
+with sub-layers that reuse names), the same shape and the same dtype. Values are assigned
+straight from the original variables (no NumPy round trip, no extra full copy of the model).
+"""
+from __future__ import annotations
+
+from . import _keras
+from .errors import WeightTransferError
+from .report import LayerWeights
+
+
+def transfer_weights(spec, layer) -> LayerWeights:
+    """Copy `spec.source`'s weights into `layer`; say which were carried, new or dropped."""
+    record = LayerWeights(layer.name, type(layer).__name__)
+    source = spec.source
+    if source is None or not isinstance(source, _keras.Layer):
+        for (name, _), _var in zip(_keras.variable_key_list(layer), layer.weights):
+            record.new.append((name, "new layer, no original to copy from"))
+        return record
+    old = dict(zip(_keras.variable_key_list(source), source.weights))
+    used = set()
+    for key, variable in zip(_keras.variable_key_list(layer), layer.weights):
+        original = old.get(key)
+        name = _weight_label(key)
+        if original is None:
+            record.new.append((name, f"original layer '{source.name}' has no weight '{name}'"))
+            continue
+        used.add(key)
+        if tuple(original.shape) != tuple(variable.shape):
+            record.new.append((name, f"shape changed: original {tuple(original.shape)}, "
+                                     f"now {tuple(variable.shape)}"))
+            continue
+        if original.dtype != variable.dtype:
+            record.new.append((name, f"dtype changed: original {original.dtype}, "
+                                     f"now {variable.dtype}"))
+            continue
+        try:
+            _keras.copy_variable(variable, original)
+        except Exception as exc:  # pragma: no cover - backend-specific failures
+            raise WeightTransferError(
+                f"layer '{layer.name}': could not copy weight '{name}' "
+                f"(expected shape {tuple(variable.shape)}, dtype {variable.dtype}; received "
+                f"shape {tuple(original.shape)}, dtype {original.dtype}): {exc}") from exc
+        record.carried.append(name)
+    for key in old:
+        if key not in used:
+            record.dropped.append((_weight_label(key), "the rebuilt layer has no such weight"))
+    return record
+
+
+def _weight_label(key) -> str:
+    name, occurrence = key
+    return name if occurrence == 0 else f"{name}#{occurrence}"

@@ -1,0 +1,87 @@
+"""Shared assertions and tiny model builders for the test suite."""
+from __future__ import annotations
+
+import hashlib
+
+import keras
+import numpy as np
+from keras import layers
+
+
+def random_inputs(model, batch=2, seed=0):
+    rng = np.random.default_rng(seed)
+    xs = []
+    for t in model.inputs:
+        shape = [batch if d is None else d for d in t.shape]
+        if "int" in str(t.dtype):
+            xs.append(rng.integers(0, 10, size=shape).astype(str(t.dtype)))
+        else:
+            xs.append(rng.standard_normal(shape).astype("float32"))
+    return xs[0] if len(xs) == 1 else xs
+
+
+def predict(model, x):
+    out = model(x, training=False)
+    return [np.asarray(o) for o in keras.tree.flatten(out)]
+
+
+def assert_same_predictions(a, b, x):
+    pa, pb = predict(a, x), predict(b, x)
+    assert len(pa) == len(pb)
+    for i, (u, v) in enumerate(zip(pa, pb)):
+        assert u.shape == v.shape, f"output {i}: {u.shape} != {v.shape}"
+        assert np.array_equal(u, v), f"output {i} differs: max |diff| {np.max(np.abs(u - v))}"
+
+
+def all_layers(model):
+    """Every layer, nested models' layers included, in order."""
+    out = []
+    for layer in model.layers:
+        out.append(layer)
+        if isinstance(layer, keras.Model):
+            out.extend(all_layers(layer))
+    return out
+
+
+def assert_identical_copy(original, copy, x=None):
+    """Same layer names, classes, configs and weights, and bit-identical predictions."""
+    la, lb = all_layers(original), all_layers(copy)
+    assert [l.name for l in la] == [l.name for l in lb]
+    assert [type(l) for l in la] == [type(l) for l in lb]
+    for a, b in zip(la, lb):
+        if not isinstance(a, keras.Model) and type(a) is not layers.Lambda:
+            assert a.get_config() == b.get_config(), f"config of {a.name} differs"
+        wa, wb = a.weights, b.weights
+        assert [w.shape for w in wa] == [w.shape for w in wb], a.name
+        for u, v in zip(wa, wb):
+            assert np.array_equal(np.asarray(u), np.asarray(v)), f"{a.name}/{u.name} differs"
+    assert copy is not original
+    if x is None:
+        x = random_inputs(original)
+    assert_same_predictions(original, copy, x)
+
+
+def model_fingerprint(model):
+    """A digest of everything rewrite must not change: weights, configs, inbound nodes."""
+    h = hashlib.sha256()
+    for layer in all_layers(model):
+        h.update(layer.name.encode())
+        if type(layer) is not layers.Lambda:
+            h.update(repr(layer.get_config()).encode())
+        h.update(str(len(layer._inbound_nodes)).encode())
+        for w in layer.weights:
+            h.update(np.asarray(w).tobytes())
+            h.update(repr(getattr(w, "regularizer", None)).encode())
+    return h.hexdigest()
+
+
+def conv_chain(blocks, filters=4, size=8):
+    """Conv-BN-ReLU-Dropout blocks, the deep-chain workload of the issue."""
+    inputs = keras.Input((size, size, 3))
+    x = inputs
+    for _ in range(blocks):
+        x = layers.Conv2D(filters, 3, padding="same")(x)
+        x = layers.BatchNormalization()(x)
+        x = layers.ReLU()(x)
+        x = layers.Dropout(0.1)(x)
+    return keras.Model(inputs, x)
