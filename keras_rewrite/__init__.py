@@ -12,8 +12,22 @@ from .rebuild import to_model
 from .report import Change, PassResult, Report
 
 __version__ = "0.1.0"
+
+_LAZY = {"lint": ".lint", "Finding": ".lint", "RewriteCallback": ".callback"}
+
+
+def __getattr__(name):
+    # Imported on first use, so `import keras_rewrite` stays light.
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
     "rewrite", "rewrite_with_report", "RewriteResult", "to_graph", "to_model", "validate",
     "LayerSpec", "Slot", "Report", "PassResult", "Change", "RewriteError", "UnsupportedModelError",
     "GraphError", "PassError", "RebuildError", "WeightTransferError", "ShapeMismatchError",
+    "lint", "Finding", "RewriteCallback",
 ]

@@ -1,34 +1,46 @@
-"""Rewrite passes. See `base` for what a pass is."""
+"""Rewrite passes. See `base` for what a pass is and how `run_passes` checks each one.
+
+Built in: `L2Regularization` ("l2"), `SpatialDropout` ("spatial_dropout"),
+`ReorderBlocks` ("reorder").
+"""
 from __future__ import annotations
+
+import importlib
 
 from ..errors import PassError
 from .base import Change, Pass, PassResult, run_passes
 
-__all__ = ["Pass", "PassResult", "Change", "run_passes", "resolve_passes"]
+__all__ = ["Pass", "PassResult", "Change", "run_passes", "resolve_passes",
+           "L2Regularization", "SpatialDropout", "ReorderBlocks"]
 
-_SHORT_NAMES = {}
+# class name -> module, imported on first use; short name -> class name.
+_BUILT_IN = {"L2Regularization": ".l2", "SpatialDropout": ".spatial_dropout",
+             "ReorderBlocks": ".reorder"}
+SHORT_NAMES = {"l2": "L2Regularization", "spatial_dropout": "SpatialDropout",
+               "reorder": "ReorderBlocks"}
 
 
-def register_short_name(name, factory):
-    _SHORT_NAMES[name] = factory
+def __getattr__(name):
+    if name in _BUILT_IN:
+        return getattr(importlib.import_module(_BUILT_IN[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def resolve_passes(passes):
-    """Turn short names ("l2", "spatial_dropout", "reorder") into pass objects."""
-    if isinstance(passes, (str, Pass)) or callable(passes) and not isinstance(passes, (list, tuple)):
+    """A list of pass objects from `passes`: pass objects, functions, or short names."""
+    if isinstance(passes, str) or callable(passes):
         passes = [passes]
     resolved = []
     for p in passes:
         if isinstance(p, str):
-            factory = _SHORT_NAMES.get(p)
-            if factory is None:
+            if p not in SHORT_NAMES:
                 raise PassError(f"unknown pass name {p!r}; expected one of "
-                                f"{sorted(_SHORT_NAMES)} or a pass object")
-            resolved.append(factory())
+                                f"{sorted(SHORT_NAMES)} or a pass object")
+            resolved.append(__getattr__(SHORT_NAMES[p])())
         elif callable(p):
             resolved.append(p)
         else:
             raise PassError(f"expected a pass (a Pass object, a function taking the graph, or "
-                            f"one of {sorted(_SHORT_NAMES)}); received {p!r} of type "
+                            f"one of {sorted(SHORT_NAMES)}); received {p!r} of type "
                             f"{type(p).__name__}")
     return resolved
