@@ -183,3 +183,22 @@ def compile_like(new_model, old_model):
     if optimizer is not None:
         args["optimizer"] = type(optimizer).from_config(optimizer.get_config())
     new_model.compile(**args)
+
+
+def distribution_scope(model):
+    """The `tf.distribute` strategy scope `model` was built under, or a null context.
+
+    Keras's TensorFlow trainer records the strategy in scope when the model was created
+    (`Model._distribute_strategy`); variables of a model trained under a strategy must be
+    created under the same strategy, so the rebuilt model is built inside it.
+    Keras's own distribution API (`keras.distribution.set_distribution`) is global and needs
+    nothing here: variables created while it is set are laid out by it.
+    """
+    strategy = getattr(model, "_distribute_strategy", None)
+    if strategy is None or keras.backend.backend() != "tensorflow":
+        return contextlib.nullcontext()
+    import tensorflow as tf
+
+    if tf.distribute.has_strategy():  # the caller already entered a scope: keep theirs
+        return contextlib.nullcontext()
+    return strategy.scope()

@@ -26,15 +26,16 @@ def rewrite_with_report(model, passes=()) -> RewriteResult:
     graph = to_graph(model)
     validate(graph)
     report = Report(passes=run_passes(graph, passes))
-    try:
-        new_model = to_model(graph, report=report)
-    except (RebuildError, ShapeMismatchError) as exc:
-        modifying = [r.pass_name for r in report.passes if r.modified]
-        if modifying:
-            exc.args = (f"{exc.args[0]} (after passes that modified the graph: "
-                        f"{', '.join(modifying)})",)
-        raise
-    _keras.compile_like(new_model, model)
+    with _keras.distribution_scope(model):
+        try:
+            new_model = to_model(graph, report=report)
+        except (RebuildError, ShapeMismatchError) as exc:
+            modifying = [r.pass_name for r in report.passes if r.modified]
+            if modifying:
+                exc.args = (f"{exc.args[0]} (after passes that modified the graph: "
+                            f"{', '.join(modifying)})",)
+            raise
+        _keras.compile_like(new_model, model)
     return RewriteResult(new_model, report)
 
 
