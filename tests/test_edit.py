@@ -1,0 +1,199 @@
+"""Graph edits keep the graph valid, keep edge attributes right, and refuse what they cannot do."""
+import keras
+import numpy as np
+import pytest
+from keras import layers
+
+import keras_rewrite
+from keras_rewrite.edit import check_linear_run, insert_after, permute_run, remove_node
+from keras_rewrite.graph import LayerSpec, Slot, fresh_name, to_graph, validate
+from helpers import random_inputs
+
+
+def edges_into(g, node_id):
+    return sorted((u, d["slot"], d["tensor_index"]) for u, _, d in g.in_edges(node_id, data=True))
+
+
+def split_model():
+    """A layer with two outputs feeding a one-input chain: shows tensor_index being kept."""
+    inputs = keras.Input((6,), name="x")
+    a, b = keras.ops.split(inputs, 2, axis=-1)  # an op node with two outputs
+    h = layers.Dense(3, name="d")(b)
+    h = layers.Dropout(0.5, name="drop")(h)
+    h = layers.Activation("relu", name="act")(h)
+    out = layers.Concatenate(name="cat")([a, h])
+    return keras.Model(inputs, [out, h])
+
+
+def chain_model():
+    inputs = keras.Input((8, 8, 3), name="x")
+    x = layers.Conv2D(4, 3, padding="same", name="conv")(inputs)
+    x = layers.Dropout(0.3, name="drop")(x)
+    x = layers.BatchNormalization(name="bn")(x)
+    x = layers.ReLU(name="relu")(x)
+    return keras.Model(inputs, layers.Dense(2, name="head")(x))
+
+
+def test_remove_node_reconnects_all_consumers_with_their_slots():
+    g = to_graph(split_model())
+    split = next(n for n, d in g.nodes(data=True) if d["kind"] == "op")
+    # 'drop' feeds 'act' only; 'act' feeds 'cat' (slot 1) and the model's second output.
+    remove_node(g, "act")
+    validate(g)
+    assert "act" not in g
+    assert edges_into(g, "cat") == sorted([(split, 0, 0), ("drop", 1, 0)])
+    assert edges_into(g, "output:1") == [("drop", 0, 0)]
+
+
+def test_remove_node_takes_over_the_producers_tensor_index():
+    inputs = keras.Input((6,), name="x")
+    a, b = keras.ops.split(inputs, 2, axis=-1)
+    h = layers.Activation("relu", name="act")(b)  # reads output 1 of the split
+    model = keras.Model(inputs, layers.Concatenate(name="cat")([a, h]))
+    g = to_graph(model)
+    split = next(n for n, d in g.nodes(data=True) if d["kind"] == "op")
+    remove_node(g, "act")
+    validate(g)
+    assert edges_into(g, "cat") == [(split, 0, 0), (split, 1, 1)]
+    rebuilt = keras_rewrite.to_model(g, check=False)
+    x = random_inputs(model)
+    expected = np.concatenate([x[:, :3], x[:, 3:]], axis=-1)
+    np.testing.assert_array_equal(np.asarray(rebuilt(x)), expected)
+
+
+def test_remove_node_refuses_several_inputs_and_non_calls():
+    g = to_graph(split_model())
+    with pytest.raises(keras_rewrite.GraphError, match=r"'cat' \(Concatenate\).*one tensor "
+                                                       r"input, received 2 inputs"):
+        remove_node(g, "cat")
+    with pytest.raises(keras_rewrite.GraphError, match="expected a layer or op call, received "
+                                                       "a node of kind 'input'"):
+        remove_node(g, "x")
+    with pytest.raises(keras_rewrite.GraphError, match="has no node 'nope'"):
+        remove_node(g, "nope")
+    validate(g)  # refusals leave the graph as it was
+    assert "cat" in g
+
+
+def test_remove_node_refuses_a_node_whose_second_output_is_used():
+    g = to_graph(split_model())
+    split = next(n for n, d in g.nodes(data=True) if d["kind"] == "op")
+    with pytest.raises(keras_rewrite.GraphError, match=r"one output, received 2 outputs"):
+        remove_node(g, split)
+
+
+def test_insert_after_moves_the_consumers_of_that_output_only():
+    g = to_graph(split_model())
+    split = next(n for n, d in g.nodes(data=True) if d["kind"] == "op")
+    name = fresh_name(g, "scale")
+    spec = LayerSpec(name, layers.Activation, {"name": name, "activation": "tanh"})
+    new_id = insert_after(g, split, spec, tensor_index=1, output_shapes=[(None, 3)])
+    validate(g)
+    assert new_id == "scale"
+    assert edges_into(g, new_id) == [(split, 0, 1)]
+    assert edges_into(g, "d") == [(new_id, 0, 0)]
+    assert edges_into(g, "cat") == sorted([(split, 0, 0), ("act", 1, 0)])  # output 0 untouched
+    assert g.nodes[new_id]["call_args"] == ((Slot(0),), {})
+    rebuilt = keras_rewrite.to_model(g)
+    assert isinstance(rebuilt.get_layer("scale"), layers.Activation)
+
+
+def test_insert_after_a_model_output_and_refusals():
+    g = to_graph(chain_model())
+    spec = LayerSpec("extra", layers.Activation, {"name": "extra", "activation": "relu"})
+    insert_after(g, "head", spec)
+    validate(g)
+    assert edges_into(g, "output:0") == [("extra", 0, 0)]
+    taken = LayerSpec("bn", layers.Activation, {"name": "bn", "activation": "relu"})
+    with pytest.raises(keras_rewrite.GraphError, match="received one that node 'bn' already has"):
+        insert_after(g, "conv", taken)
+    with pytest.raises(keras_rewrite.GraphError, match=r"expected tensor_index in range\(1\), "
+                                                       r"received 2"):
+        insert_after(g, "conv", LayerSpec("z", layers.ReLU, {"name": "z"}), tensor_index=2)
+    with pytest.raises(keras_rewrite.GraphError, match="exactly one Slot"):
+        insert_after(g, "conv", LayerSpec("z", layers.ReLU, {"name": "z"}),
+                     call_args=((Slot(0), Slot(1)), {}))
+    with pytest.raises(keras_rewrite.GraphError, match="output node 'output:0'"):
+        insert_after(g, "output:0", LayerSpec("z", layers.ReLU, {"name": "z"}))
+    validate(g)
+
+
+def test_insert_after_a_shared_spec_adds_a_second_call():
+    g = to_graph(chain_model())
+    spec = g.nodes["relu"]["spec"]
+    new_id = insert_after(g, "relu", spec)
+    validate(g)
+    assert new_id == "relu:1" and g.nodes[new_id]["spec"] is spec
+
+
+def test_permute_run_rewires_and_keeps_specs():
+    model = chain_model()
+    g = to_graph(model)
+    specs = {n: g.nodes[n]["spec"] for n in ("drop", "bn", "relu")}
+    permute_run(g, ["drop", "bn", "relu"], ["bn", "relu", "drop"])
+    validate(g)
+    assert edges_into(g, "bn") == [("conv", 0, 0)]
+    assert edges_into(g, "relu") == [("bn", 0, 0)]
+    assert edges_into(g, "drop") == [("relu", 0, 0)]
+    assert edges_into(g, "head") == [("drop", 0, 0)]
+    assert all(g.nodes[n]["spec"] is s for n, s in specs.items())
+    rebuilt = keras_rewrite.to_model(g)
+    order = [l.name for l in rebuilt.layers]
+    assert order.index("bn") < order.index("relu") < order.index("drop") < order.index("head")
+    # Dropout is the identity at inference, so the permuted model computes the same function.
+    x = random_inputs(model)
+    np.testing.assert_allclose(np.asarray(rebuilt(x)), np.asarray(model(x)), atol=1e-6)
+
+
+def test_permute_run_keeps_tensor_indices_at_both_ends():
+    g = to_graph(split_model())
+    split = next(n for n, d in g.nodes(data=True) if d["kind"] == "op")
+    # The run's last node ('act') has two users, 'cat' (slot 1) and a model output: allowed,
+    # and both move to the new last node.
+    permute_run(g, ["d", "drop", "act"], ["act", "d", "drop"])
+    validate(g)
+    assert edges_into(g, "act") == [(split, 0, 1)]
+    assert edges_into(g, "d") == [("act", 0, 0)]
+    assert edges_into(g, "drop") == [("d", 0, 0)]
+    assert edges_into(g, "cat") == sorted([(split, 0, 0), ("drop", 1, 0)])
+    assert edges_into(g, "output:1") == [("drop", 0, 0)]
+
+
+def test_permute_run_refuses_a_tensor_with_two_users_inside_the_run():
+    inputs = keras.Input((4,), name="x")
+    h = layers.Dense(4, name="d")(inputs)
+    a = layers.ReLU(name="a")(h)
+    b = layers.Dropout(0.1, name="b")(a)
+    side = layers.Dense(2, name="side")(a)
+    g = to_graph(keras.Model(inputs, [b, side]))
+    with pytest.raises(keras_rewrite.GraphError, match=r"'a' \(ReLU\) as part of run .*expected "
+                                                       r"its output to have one user \('b'\), "
+                                                       r"received 2 users \['b', 'side'\]"):
+        permute_run(g, ["a", "b"], ["b", "a"])
+    validate(g)
+
+
+def test_permute_run_refusals_leave_the_graph_alone():
+    g = to_graph(chain_model())
+    before = sorted(g.edges(data="slot"))
+    with pytest.raises(keras_rewrite.GraphError, match="permutation of the run"):
+        permute_run(g, ["drop", "bn"], ["bn", "relu"])
+    with pytest.raises(keras_rewrite.GraphError, match="expected its input to come from 'drop', "
+                                                       "received it from 'bn'"):
+        check_linear_run(g, ["drop", "relu"])
+    with pytest.raises(keras_rewrite.GraphError, match="distinct"):
+        check_linear_run(g, ["drop", "drop"])
+    with pytest.raises(keras_rewrite.GraphError, match="kind 'output'"):
+        permute_run(g, ["head", "output:0"], ["output:0", "head"])
+    assert sorted(g.edges(data="slot")) == before
+
+
+def test_permute_run_refuses_a_model_output_inside_the_run():
+    inputs = keras.Input((4,), name="x")
+    h = layers.Dense(4, name="d")(inputs)
+    a = layers.ReLU(name="a")(h)
+    b = layers.Dropout(0.1, name="b")(a)
+    g = to_graph(keras.Model(inputs, [a, b]))
+    with pytest.raises(keras_rewrite.GraphError, match=r"'a' \(ReLU\).*received 2 users "
+                                                       r"\['b', 'output:0'\]"):
+        permute_run(g, ["a", "b"], ["b", "a"])
