@@ -202,3 +202,12 @@ def distribution_scope(model):
     if tf.distribute.has_strategy():  # the caller already entered a scope: keep theirs
         return contextlib.nullcontext()
     return strategy.scope()
+
+
+def set_own_trainable(model, value: bool) -> None:
+    """Set a rebuilt model's own `trainable` flag without touching its layers' flags.
+
+    The public setter propagates to every sub-layer, which would overwrite the per-layer
+    flags just restored from the layers' configs.
+    """
+    model._trainable = bool(value)

@@ -124,7 +124,7 @@ class _Rebuilder:
             outputs=_unindex(graph.graph["output_structure"], outputs),
             name=graph.graph["name"],
         )
-        model.trainable = graph.graph.get("trainable", True)
+        _keras.set_own_trainable(model, graph.graph.get("trainable", True))
         self.shapes[id(graph)] = shapes
         return model
 
@@ -148,7 +148,7 @@ class _Rebuilder:
                                    f"rebuilt: {type(exc).__name__}: {exc}") from exc
         for spec, layer in fresh:
             self.report.layers[layer.name] = transfer_weights(spec, layer)
-        model.trainable = graph.graph.get("trainable", True)
+        _keras.set_own_trainable(model, graph.graph.get("trainable", True))
         shapes = {input_id: [tuple(input_layer.output.shape)]}
         for node_id, layer in zip(chain, layers):
             shapes[node_id] = [tuple(t.shape) for t in keras.tree.flatten(layer.output)]

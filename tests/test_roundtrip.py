@@ -278,3 +278,16 @@ def test_calls_made_outside_the_model_are_ignored():
     g = keras_rewrite.to_graph(model)
     assert [n for n, k in g.nodes(data="kind") if k == "layer"] == ["d"]
     roundtrip(model)
+
+
+def test_frozen_model_with_a_trainable_layer_inside_is_kept():
+    inner = keras.Sequential([keras.Input((2,)), layers.Dense(2, name="frozen_dense")],
+                             name="backbone")
+    inner.trainable = False
+    inputs = keras.Input((2,))
+    model = keras.Model(inputs, layers.Dense(1, name="head")(inner(inputs)))
+    copy = keras_rewrite.rewrite(model)
+    assert copy.get_layer("backbone").trainable is False
+    assert copy.get_layer("backbone").get_layer("frozen_dense").trainable is False
+    assert [w.name for w in copy.trainable_weights] == ["kernel", "bias"]
+    assert copy.get_layer("head").trainable is True
