@@ -1,0 +1,240 @@
+"""`SpatialDropout`: turn Dropout on feature maps into SpatialDropout1D/2D/3D.
+
+Why: neighbouring pixels of a feature map are strongly correlated, so element-wise dropout on
+them barely regularizes (and before max pooling, pooling just picks the next-largest pixel);
+SpatialDropout drops whole channels instead (seed question 001, ../shared/seeds/).
+
+The math it relies on: in inference mode Dropout and SpatialDropout are both the identity, so
+outputs are unchanged. In training mode SpatialDropout2D with channels_last is
+``Dropout(noise_shape=(batch, 1, 1, C))``: one Bernoulli draw per sample and channel, the kept
+values scaled by ``1 / (1 - rate)`` (with the same seed, the very same mask).
+
+Which Dropout layers (exactly `keras.layers.Dropout`; SpatialDropout already subclasses it):
+
+- input of rank 3, 4 or 5 (batch included) -> SpatialDropout1D, 2D or 3D, keeping name, rate,
+  seed and dtype. The input rank is read from the producer node's ``output_shapes``.
+- data_format: channels_first if the nearest layer upstream that has a ``data_format`` (looking
+  back through layers that keep the shape, such as BatchNormalization, activations or Add) says
+  so, otherwise channels_last. SpatialDropout1D only drops channels_last feature maps, so a
+  channels_first rank-3 input is left alone.
+- left alone, with the reason in the report: rank 2 (after Flatten or Dense there are no
+  feature maps), an own ``noise_shape`` (e.g. EfficientNet's drop-connect,
+  ``noise_shape=(None, 1, 1, 1)``), an unknown rank, or a shared layer called on inputs that
+  disagree. A ``noise_shape`` that already drops whole channels is converted.
+
+Dropout layers have no weights (their seed generator's state is not one of `layer.weights`),
+so the rebuilt SpatialDropout starts its random stream from its seed, as a fresh layer would.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+from keras import layers
+
+from ..graph import iter_layer_nodes, to_graph
+from .base import Change, Pass, PassResult
+
+__all__ = ["SpatialDropout"]
+
+_SPATIAL = {3: layers.SpatialDropout1D, 4: layers.SpatialDropout2D, 5: layers.SpatialDropout3D}
+_FORMATS = ("channels_last", "channels_first")
+
+
+@dataclasses.dataclass
+class _Decision:
+    """What to do with one Dropout layer (all of its calls)."""
+
+    spec: object  # LayerSpec
+    nodes: list  # (graph, node id) of every call of the layer
+    new_cls: type | None = None  # None: leave it alone
+    data_format: str = "channels_last"
+    noise_shape: tuple | None = None  # the equivalent Dropout noise_shape (for in place)
+    already_spatial: bool = False  # its own noise_shape already drops whole channels
+    reason: str = ""  # why it is left alone, or where the data_format came from
+
+
+def _channel_noise_shape(shape, data_format) -> tuple:
+    """The Dropout noise_shape that drops whole channels of a tensor of `shape`."""
+    rank = len(shape)
+    if data_format == "channels_first":
+        return (None, shape[1]) + (1,) * (rank - 2)
+    return (None,) + (1,) * (rank - 2) + (shape[-1],)
+
+
+def _same_noise_shape(a, b) -> bool:
+    """Equal up to None, which Keras fills in from the input (batch, or a channel count)."""
+    return len(a) == len(b) and all(x is None or y is None or x == y for x, y in zip(a, b))
+
+
+def _input_shape(graph, node_id):
+    """Shape of the tensor in slot 0 of a node, or None if unknown."""
+    edges = [e for e in graph.in_edges(node_id, data=True) if e[2]["slot"] == 0]
+    if len(edges) != 1:
+        return None
+    producer, _, edge = edges[0]
+    shapes = graph.nodes[producer]["output_shapes"]
+    if shapes is None or edge["tensor_index"] >= len(shapes):
+        return None
+    return tuple(shapes[edge["tensor_index"]])
+
+
+def _upstream_data_format(graph, node_id):
+    """(data_format, layer name) of the nearest layer upstream that declares one, looking
+    back only through layers whose output has the shape of their first input (BN,
+    activations, Add, Dropout...); (None, None) if there is none."""
+    current = node_id
+    while True:
+        edges = [e for e in graph.in_edges(current, data=True) if e[2]["slot"] == 0]
+        if len(edges) != 1:
+            return None, None
+        producer = edges[0][0]
+        data = graph.nodes[producer]
+        spec = data["spec"]
+        if data["kind"] not in ("layer", "op") or spec is None:
+            return None, None
+        data_format = spec.config.get("data_format")
+        if data_format in _FORMATS:
+            return data_format, spec.name
+        shapes = data["output_shapes"]
+        if shapes is None or len(shapes) != 1 or _input_shape(graph, producer) != tuple(shapes[0]):
+            return None, None
+        current = producer
+
+
+class SpatialDropout(Pass):
+    """Replace Dropout on rank 3/4/5 feature maps with SpatialDropout1D/2D/3D.
+
+    See the module docstring for which layers change and why others are left alone; every
+    Dropout gets one `Change` in the result ("replaced" or "skipped" with the reason).
+    Inference outputs are unchanged. Running it twice is the same as running it once.
+
+    Example:
+        >>> import keras_rewrite
+        >>> from keras_rewrite.passes import SpatialDropout
+        >>> result = keras_rewrite.rewrite_with_report(model, [SpatialDropout()])  # doctest: +SKIP
+        >>> result.report.passes[0].changed_layers  # doctest: +SKIP
+        ['dropout', 'dropout_1']
+    """
+
+    structural = False
+
+    # ------------------------------------------------------------------ the shared decision
+
+    def _decide(self, graph) -> list[_Decision]:
+        groups = {}  # id(spec) -> decision; a shared layer is one spec with several nodes
+        for g, node_id, data in iter_layer_nodes(graph):
+            spec = data["spec"]
+            if spec.cls is not layers.Dropout:
+                continue
+            groups.setdefault(id(spec), _Decision(spec, [])).nodes.append((g, node_id))
+        decisions = list(groups.values())
+        for decision in decisions:
+            self._decide_one(decision)
+        return decisions
+
+    def _decide_one(self, d: _Decision) -> None:
+        verdicts = [self._decide_call(d.spec, g, node_id) for g, node_id in d.nodes]
+        # Calls agree when they need the same layer; where the data_format was found may differ.
+        kinds = {v if isinstance(v, str) else v[:4] for v in verdicts}
+        if len(kinds) > 1:
+            calls = "; ".join(
+                f"call '{node_id}': " + (v if isinstance(v, str) else
+                                         f"{_SPATIAL[v[0]].__name__}, {v[1]}")
+                for (_, node_id), v in zip(d.nodes, verdicts))
+            d.reason = f"shared layer whose calls need different layers ({calls})"
+            return
+        verdict = verdicts[0]
+        if isinstance(verdict, str):
+            d.reason = verdict
+            return
+        rank, d.data_format, d.noise_shape, d.already_spatial, origin = verdict
+        d.new_cls = _SPATIAL[rank]
+        d.reason = origin
+
+    def _decide_call(self, spec, graph, node_id):
+        """A reason string to leave this call alone, or (rank, data_format, noise_shape,
+        already_spatial, where the data_format came from)."""
+        shape = _input_shape(graph, node_id)
+        if shape is None:
+            return "input rank unknown (no recorded shape for its input)"
+        rank = len(shape)
+        if rank not in _SPATIAL:
+            why = " (no feature maps, e.g. after Flatten or Dense)" if rank == 2 else ""
+            return f"input has rank {rank}{why}; SpatialDropout needs rank 3, 4 or 5"
+        own = spec.config.get("noise_shape")
+        if own is not None:
+            own = tuple(own)
+            for data_format in _FORMATS:
+                target = _channel_noise_shape(shape, data_format)
+                if _same_noise_shape(own, target):
+                    if rank == 3 and data_format == "channels_first":
+                        break
+                    return (rank, data_format, target, True,
+                            f"its noise_shape={own} already drops whole channels")
+            return (f"has its own noise_shape={own} (e.g. drop-connect), which is not "
+                    "whole-channel dropout")
+        data_format, origin = _upstream_data_format(graph, node_id)
+        if data_format is None:
+            data_format, origin = "channels_last", "default channels_last"
+        else:
+            origin = f"data_format {data_format} from '{origin}'"
+        if rank == 3 and data_format == "channels_first":
+            return ("input is channels_first (from upstream data_format); SpatialDropout1D "
+                    "only drops channels_last feature maps")
+        return rank, data_format, _channel_noise_shape(shape, data_format), False, origin
+
+    # ------------------------------------------------------------------ the two ways to apply
+
+    def run(self, graph) -> PassResult:
+        """Swap the class and config of each eligible Dropout's spec in `graph`."""
+        result = PassResult(self.name, modified=False, outputs_unchanged=True)
+        for d in self._decide(graph):
+            if d.new_cls is None:
+                result.changes.append(Change(d.spec.name, "skipped", d.reason))
+                continue
+            config = {k: d.spec.config[k] for k in ("name", "rate", "seed", "dtype")
+                      if k in d.spec.config}
+            if d.new_cls is not layers.SpatialDropout1D:  # 1D has no data_format argument
+                config["data_format"] = d.data_format
+            # `source` stays, so weights (none today) would still be matched by name.
+            new_spec = d.spec.replace(cls=d.new_cls, config=config)
+            for g, node_id in d.nodes:
+                g.nodes[node_id]["spec"] = new_spec
+            result.changes.append(Change(
+                d.spec.name, "replaced",
+                f"Dropout(rate={config['rate']}) -> {d.new_cls.__name__} ({d.reason})"))
+            result.modified = True
+        return result
+
+    def apply_in_place(self, model) -> PassResult:
+        """Make each eligible Dropout of a live model drop whole channels, in place.
+
+        A live layer cannot change class, so the Dropout keeps its class and gets the
+        ``noise_shape`` that drops whole channels (``(None, 1, 1, C)`` for channels_last
+        images), which gives the same masks as SpatialDropout2D with the same seed. Use
+        `keras_rewrite.rewrite()` to get real SpatialDropout layers. A train function traced
+        before this only sees it once rebuilt (``model.make_train_function(force=True)``).
+
+        Args:
+            model: a built Functional or Sequential model; it is modified.
+
+        Returns:
+            The `PassResult`, one Change per Dropout ("set_noise_shape" or "skipped").
+        """
+        result = PassResult(self.name, modified=False, outputs_unchanged=True)
+        for d in self._decide(to_graph(model)):
+            layer = d.spec.source
+            if d.new_cls is None:
+                result.changes.append(Change(d.spec.name, "skipped", d.reason))
+            elif d.already_spatial:
+                result.changes.append(Change(
+                    d.spec.name, "skipped", f"already drops whole channels ({d.reason})"))
+            else:
+                layer.noise_shape = d.noise_shape
+                result.changes.append(Change(
+                    d.spec.name, "set_noise_shape",
+                    f"noise_shape={d.noise_shape}: drops whole channels like "
+                    f"{d.new_cls.__name__} ({d.reason}); the class stays Dropout, since a "
+                    "live layer cannot change class (keras_rewrite.rewrite() swaps it)"))
+                result.modified = True
+        return result
