@@ -8,12 +8,15 @@ from .api import RewriteResult, rewrite, rewrite_with_report
 from .errors import (GraphError, PassError, RebuildError, RewriteError, ShapeMismatchError,
                      UnsupportedModelError, WeightTransferError)
 from .graph import LayerSpec, Slot, to_graph, validate
+# Imported eagerly, not lazily: importing the submodule keras_rewrite.lint binds the package
+# attribute `lint` to that module, which would shadow a lazily exported `lint` function.
+from .lint import Finding, lint
 from .rebuild import to_model
 from .report import Change, PassResult, Report
 
 __version__ = "0.1.0"
 
-_LAZY = {"lint": ".lint", "Finding": ".lint", "RewriteCallback": ".callback"}
+_LAZY = {"RewriteCallback": ".callback"}
 
 
 def __getattr__(name):

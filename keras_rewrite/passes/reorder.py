@@ -103,7 +103,7 @@ from ..graph import LayerSpec, fresh_name, iter_graphs, topological_order
 from .base import Change, Pass, PassResult
 
 __all__ = ["ReorderBlocks", "Block", "find_blocks", "CATEGORIES", "DEFAULT_ORDER",
-           "ANCHOR_CLASSES", "category_of"]
+           "ANCHOR_CLASSES", "MAX_POOL_CLASSES", "AVG_POOL_CLASSES", "category_of", "is_anchor"]
 
 CATEGORIES = ("bn", "act", "pool", "drop")
 DEFAULT_ORDER = ("bn", "act", "pool", "drop")
@@ -115,13 +115,13 @@ ANCHOR_CLASSES = (
     layers.SeparableConv1D, layers.SeparableConv2D,
     layers.Dense,
 )
-_MAX_POOLS = (layers.MaxPooling1D, layers.MaxPooling2D, layers.MaxPooling3D)
-_AVG_POOLS = (layers.AveragePooling1D, layers.AveragePooling2D, layers.AveragePooling3D)
+MAX_POOL_CLASSES = (layers.MaxPooling1D, layers.MaxPooling2D, layers.MaxPooling3D)
+AVG_POOL_CLASSES = (layers.AveragePooling1D, layers.AveragePooling2D, layers.AveragePooling3D)
 _CATEGORY_OF_CLASS = {
     layers.BatchNormalization: "bn",
     **{cls: "act" for cls in (layers.Activation, layers.ReLU, layers.LeakyReLU, layers.ELU,
                               layers.PReLU, layers.Softmax)},
-    **{cls: "pool" for cls in _MAX_POOLS + _AVG_POOLS},
+    **{cls: "pool" for cls in MAX_POOL_CLASSES + AVG_POOL_CLASSES},
     **{cls: "drop" for cls in (layers.Dropout, layers.SpatialDropout1D, layers.SpatialDropout2D,
                                layers.SpatialDropout3D)},
 }
@@ -387,13 +387,13 @@ def _commutes(a: _Member, b: _Member) -> tuple[bool, str]:
     by_category = {a.category: a, b.category: b}
     if set(by_category) == {"bn", "pool"}:
         bn, pool = by_category["bn"], by_category["pool"]
-        if pool.cls in _AVG_POOLS:
+        if pool.cls in AVG_POOL_CLASSES:
             return True, (f"'{bn.label}' is a per-channel affine map, which commutes with "
                           f"average pooling '{pool.label}'")
         return _bn_scale_non_negative(bn, pool)
     if set(by_category) == {"act", "pool"}:
         act, pool = by_category["act"], by_category["pool"]
-        if pool.cls in _AVG_POOLS:
+        if pool.cls in AVG_POOL_CLASSES:
             return False, (f"'{act.label}' moved across average pooling '{pool.label}': a "
                            "non-linear activation does not commute with averaging")
         ok, why = _non_decreasing(act)
