@@ -1,0 +1,68 @@
+"""The L2 U-Net and custom-pass examples run and do what they print."""
+import pathlib
+import subprocess
+import sys
+
+import keras
+import numpy as np
+from keras import layers
+
+import custom_pass
+import keras_rewrite
+import unet_l2
+
+EXAMPLES = pathlib.Path(__file__).resolve().parent.parent / "examples"
+
+
+def test_unet_l2_penalty_is_the_formula(capsys):
+    out = unet_l2.main(["--size", "32", "--samples", "8", "--epochs", "2"])
+    model = out["model"]
+    convs = [l for l in model.layers if isinstance(l, (layers.Conv2D, layers.Conv2DTranspose))]
+    first_block = [l for l in model.layers if type(l) is layers.Conv2D][:2]
+    assert len(convs) == 23
+    expected = 0.0
+    for layer in convs:
+        c = 1e-5 if layer in first_block else 1e-4
+        assert layer.get_config()["kernel_regularizer"]["config"]["l2"] == c, layer.name
+        expected += c * np.sum(np.asarray(layer.kernel, dtype=np.float64) ** 2)
+    assert out["penalty"] > 0
+    np.testing.assert_allclose(out["penalty"], expected, rtol=1e-5)
+    assert len(out["loss"]) == 2 and all(np.isfinite(out["loss"]))
+    printed = capsys.readouterr().out
+    assert f"L2 penalty after training: {out['penalty']:.6g}" in printed
+    assert "epoch 2: loss" in printed
+
+
+def test_custom_pass_turns_every_relu_into_leaky_relu(capsys):
+    result = custom_pass.main()
+    changes = result.report.passes[0].changes
+    assert len(changes) == 5 and all(c.action == "replaced" for c in changes)
+    model = result.model
+    assert sum(isinstance(l, layers.LeakyReLU) for l in model.layers) == 5
+    assert not any(type(l) is layers.Activation and l.get_config()["activation"] == "relu"
+                   for l in model.layers)
+    assert result.report.weights_new == 0 and result.report.outputs_unchanged is False
+    assert "5 LeakyReLU layers now" in capsys.readouterr().out
+
+
+def test_relu_to_leaky_on_relu_layers_shared_and_capped():
+    inputs = keras.Input((4,))
+    shared = layers.ReLU(name="shared_relu")
+    x = shared(shared(inputs) - 1.0)
+    capped = layers.ReLU(max_value=6.0, name="relu6")(x)
+    model = keras.Model(inputs, [x, capped])
+    result = keras_rewrite.rewrite_with_report(model, [custom_pass.relu_to_leaky])
+    assert [c.layer for c in result.report.passes[0].changes] == ["shared_relu"]
+    new = result.model
+    assert type(new.get_layer("shared_relu")) is layers.LeakyReLU
+    assert type(new.get_layer("relu6")) is layers.ReLU
+    x = np.array([[-2.0, -0.5, 0.5, 2.0]], "float32")
+    first = np.where(x > 0, x, 0.1 * x) - 1.0
+    np.testing.assert_allclose(new(x)[0], np.where(first > 0, first, 0.1 * first), rtol=1e-6)
+
+
+def test_custom_pass_runs_as_a_script():
+    done = subprocess.run([sys.executable, str(EXAMPLES / "custom_pass.py")],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count("-> LeakyReLU(0.1)") == 5
