@@ -318,7 +318,8 @@ def _plan(g, anchor, run, order, split_fused_activation, calls_per_spec) -> Bloc
             return block
     for a, b in inverted:
         ok, why = _commutes(a, b)
-        block.reasons.append(why)
+        if why not in block.reasons:  # a Dropout moved past three layers: say it once
+            block.reasons.append(why)
         block.outputs_unchanged &= ok
     return block
 
