@@ -310,6 +310,13 @@ def test_shape_unsafe_moves_are_skipped_with_a_reason():
     _, result = run_pass(wrong_axis)
     assert not result.modified and result.changes[0].action == "skipped"
     assert "normalizes axis 1" in result.changes[0].detail
+    # The same axis spelled for channels_first pooling is the channel axis: reordered.
+    inputs = keras.Input((3, 8, 8), name="x")
+    x = layers.Conv2D(4, 3, padding="same", data_format="channels_first", name="conv")(inputs)
+    x = layers.MaxPooling2D(data_format="channels_first", name="pool")(x)
+    first = keras.Model(inputs, layers.BatchNormalization(axis=-3, name="bn")(x))
+    g, result = run_pass(first)
+    assert result.modified and [u for u, _ in g.in_edges("bn")] == ["conv"]
 
 
 # ------------------------------------------------------------------------------ via rewrite

@@ -335,6 +335,10 @@ def _rank(g, anchor, run):
     return None
 
 
+def _absolute_axis(axis: int, rank: int | None) -> int:
+    return axis + rank if axis < 0 and rank is not None else axis
+
+
 def _shape_problem(g, anchor, run, a: _Member, b: _Member) -> str | None:
     """Why moving `a` and `b` past each other would break a layer's shapes, or None."""
     if (a.category == "pool") == (b.category == "pool"):
@@ -348,14 +352,13 @@ def _shape_problem(g, anchor, run, a: _Member, b: _Member) -> str | None:
             axis = axis[0]
         if not isinstance(axis, int):
             return f"'{other.label}' normalizes over axes {axis}; expected one channel axis"
-        if axis < 0 and rank is not None:
-            axis += rank
-        channel = 1 if not channels_last else (rank - 1 if rank is not None else None)
-        fine = (axis == channel) or (channels_last and other.config.get("axis") == -1)
-        if not fine:
-            return (f"'{other.label}' normalizes axis {other.config.get('axis')} but "
-                    f"'{pool.label}' pools with data_format={pool.config.get('data_format')!r}; "
-                    "expected the BatchNormalization axis to be the pooling's channel axis")
+        # Compare as negative or positive indices alike when the rank is known; when it is
+        # not, only the same spelling (-1 for channels_last, 1 for channels_first) passes.
+        channel = _absolute_axis(-1 if channels_last else 1, rank)
+        if _absolute_axis(axis, rank) != channel:
+            return (f"'{other.label}' normalizes axis {axis} but '{pool.label}' pools with "
+                    f"data_format={pool.config.get('data_format')!r}; expected the "
+                    "BatchNormalization axis to be the pooling's channel axis")
     elif other.cls is layers.PReLU:
         shared = other.config.get("shared_axes") or []
         shared = [shared] if isinstance(shared, int) else list(shared)
