@@ -318,3 +318,31 @@ def test_apply_in_place_completes_a_regularizer_set_only_on_the_layer():
     assert result.modified
     assert "set on the variable too" in result.changes[0].detail
     np.testing.assert_allclose(penalty(model), expected_penalty(model, {"d": 1e-3}), rtol=1e-6)
+
+
+def test_sequential_seed_cnn_both_ways():
+    from seed_models import build_cnn
+
+    model = build_cnn()
+    new, result = rewrite(model, 1e-3)
+    assert isinstance(new, keras.Sequential)
+    kernels = [l.name for l in model.layers if isinstance(l, (layers.Conv2D, layers.Dense))]
+    assert result.changed_layers == kernels and len(kernels) == 6
+    assert_same_predictions(model, new, random_inputs(model))
+    want = expected_penalty(new, dict.fromkeys(kernels, 1e-3))
+    np.testing.assert_allclose(penalty(new), want, rtol=1e-6)
+
+    in_place = L2Regularization(1e-3).apply_in_place(model)
+    assert in_place.changed_layers == kernels
+    np.testing.assert_allclose(penalty(model), want, rtol=1e-6)
+
+
+def test_apply_in_place_reaches_into_nested_models():
+    inner_in = keras.Input((4,))
+    inner = keras.Model(inner_in, layers.Dense(4, name="inner_dense")(inner_in), name="block")
+    inputs = keras.Input((4,))
+    model = keras.Model(inputs, layers.Dense(1, name="out")(inner(inputs)))
+    L2Regularization(1e-3, per_layer={"block": 0.1}).apply_in_place(model)
+    assert model.get_layer("block").get_layer("inner_dense").kernel.regularizer is not None
+    np.testing.assert_allclose(
+        penalty(model), expected_penalty(model, {"inner_dense": 0.1, "out": 1e-3}), rtol=1e-6)

@@ -49,6 +49,12 @@ def test_seed_cnn_pooled_dropouts_become_spatial_the_dense_one_does_not():
     assert "rank 2" in result.changes[2].detail and "Flatten or Dense" in result.changes[2].detail
     assert_same_predictions(model, new, random_inputs(model))
 
+    in_place = SpatialDropout().apply_in_place(model)
+    assert [c.action for c in in_place.changes] == ["set_noise_shape", "set_noise_shape",
+                                                    "skipped"]
+    assert [l.noise_shape for l in model.layers if isinstance(l, layers.Dropout)] == \
+        [(None, 1, 1, 32), (None, 1, 1, 64), None]
+
 
 def test_training_mode_zeroes_whole_channels():
     inputs = keras.Input((6, 6, 16))

@@ -154,9 +154,9 @@ class L2Regularization(Pass):
             coefficients; 0 leaves a layer alone. A layer's exact name wins over any glob;
             among globs the most specific wins (the one with the most literal characters, not
             counting ``*``, ``?`` and ``[...]``); equally specific globs giving one layer
-            different coefficients are an error. The name of a nested model applies to the layers inside it, unless
-            a pattern matches the layer's own name. Case-sensitive. A pattern matching no
-            layer with a kernel is an error listing the nearest layer names.
+            different coefficients are an error. The name of a nested model applies to the
+            layers inside it, unless a pattern matches the layer's own name. Case-sensitive.
+            A pattern matching no layer with a kernel is an error listing the nearest names.
         layer_types: only regularize layers of these classes (or their subclasses), given as
             classes or class names such as ``"Conv2D"``; None means every supported class.
             `per_layer` cannot bring back a layer this excludes.
