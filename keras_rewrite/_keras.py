@@ -152,8 +152,19 @@ def variable_key_list(layer):
 
 
 def copy_variable(target, source):
-    """Assign `source`'s value to `target` without a NumPy round trip."""
-    target.assign(source.value)
+    """Assign `source`'s value to `target` without a NumPy round trip.
+
+    On TensorFlow the two variables then share one buffer until either is written: resource
+    variables copy before an in-place update of a shared buffer, so no full copy of the model
+    is made up front. JAX's train step donates variable buffers (they are deleted after the
+    step), so there the value is copied first, or training the copy would delete the
+    original's weights. (Both behaviours are pinned by test_training_the_copy_leaves_the_
+    original_untouched.)
+    """
+    value = source.value
+    if keras.backend.backend() != "tensorflow":
+        value = keras.ops.copy(value)
+    target.assign(value)
 
 
 @contextlib.contextmanager

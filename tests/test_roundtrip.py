@@ -291,3 +291,21 @@ def test_frozen_model_with_a_trainable_layer_inside_is_kept():
     assert copy.get_layer("backbone").get_layer("frozen_dense").trainable is False
     assert [w.name for w in copy.trainable_weights] == ["kernel", "bias"]
     assert copy.get_layer("head").trainable is True
+
+
+def test_training_the_copy_leaves_the_original_untouched():
+    # The copy's variables start out sharing the original's buffers (assign from the
+    # original's value, no extra copy); the backend must copy before the first write.
+    model = build_cnn()
+    before = model_fingerprint(model)
+    copy = keras_rewrite.rewrite(model)
+    x = np.random.default_rng(1).random((8, 32, 32, 3), dtype="float32")
+    y = keras.utils.to_categorical(np.arange(8) % 10, 10)
+    copy.fit(x, y, epochs=1, batch_size=4, verbose=0)
+    copy.layers[0].kernel.assign_add(np.ones(copy.layers[0].kernel.shape, "float32"))
+    assert model_fingerprint(model) == before
+    assert not np.array_equal(np.asarray(copy.layers[0].kernel), np.asarray(model.layers[0].kernel))
+    # ...and the other way round: training the original leaves the copy as it was.
+    copy_before = model_fingerprint(copy)
+    model.fit(x, y, epochs=1, batch_size=4, verbose=0)
+    assert model_fingerprint(copy) == copy_before
