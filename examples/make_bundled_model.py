@@ -1,0 +1,115 @@
+"""Regenerate keras_rewrite/data/seed_unet.keras, the model `keras-rewrite demo` converts.
+
+    python examples/make_bundled_model.py [--out PATH] [--check]
+
+It is the seed U-Net (seed_models.build_unet) at 64x64x3, with random weights from a fixed
+seed, compiled as its asker compiled it. Its input scaling calls the registered function
+`keras_rewrite.demo_layers.divide_by_255` instead of the seed's ``lambda x: x / 255``, so the
+file loads with ``safe_mode=True``. The archive is normalized so that running this script
+again writes the same bytes: fixed zip timestamps and a fixed ``date_saved`` in
+metadata.json (Keras stamps the current time into both), and the ``shared_object_id``s in
+config.json (Python object ids) renumbered in order of appearance. ``--check`` regenerates into a
+temporary file and exits 1 if it differs from the bundled one.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import sys
+import tempfile
+import zipfile
+
+import keras_rewrite  # noqa: F401  (quiets TensorFlow before it loads)
+import keras
+
+from keras_rewrite.demo_layers import divide_by_255
+from seed_models import build_unet
+
+SEED = 0
+INPUT_SHAPE = (64, 64, 3)
+REPO = pathlib.Path(__file__).resolve().parent.parent
+BUNDLED = REPO / "keras_rewrite" / "data" / "seed_unet.keras"
+FIXED_DATE_TIME = (1980, 1, 1, 0, 0, 0)  # the earliest a zip entry can hold
+FIXED_DATE_SAVED = "1980-01-01@00:00:00"
+
+
+def build_model() -> keras.Model:
+    """The seed U-Net with reproducible random weights."""
+    keras.utils.set_random_seed(SEED)
+    return build_unet(INPUT_SHAPE, scale=divide_by_255)
+
+
+def normalize_archive(path: pathlib.Path) -> None:
+    """Rewrite the .keras zip at `path` with fixed timestamps, entries in a fixed order."""
+    with zipfile.ZipFile(path) as archive:
+        entries = {info.filename: (info.compress_type, archive.read(info.filename))
+                   for info in archive.infolist()}
+    metadata = json.loads(entries["metadata.json"][1])
+    metadata["date_saved"] = FIXED_DATE_SAVED
+    entries["metadata.json"] = (entries["metadata.json"][0],
+                                json.dumps(metadata, sort_keys=True).encode())
+    config = json.loads(entries["config.json"][1])
+    entries["config.json"] = (entries["config.json"][0],
+                              json.dumps(_renumber_shared_objects(config, {})).encode())
+    with zipfile.ZipFile(path, "w") as archive:
+        for name in sorted(entries):
+            compress_type, data = entries[name]
+            info = zipfile.ZipInfo(name, date_time=FIXED_DATE_TIME)
+            info.compress_type = compress_type
+            info.external_attr = 0o644 << 16
+            archive.writestr(info, data)
+
+
+def _renumber_shared_objects(node, ids: dict):
+    """Replace each ``shared_object_id`` (an `id()`, different in every run) by 1, 2, ...
+
+    Keras only compares these ids with each other, to restore objects shared between layers,
+    so a consistent renumbering keeps the meaning.
+    """
+    if isinstance(node, dict):
+        return {key: (ids.setdefault(value, len(ids) + 1) if key == "shared_object_id"
+                      else _renumber_shared_objects(value, ids))
+                for key, value in node.items()}
+    if isinstance(node, list):
+        return [_renumber_shared_objects(value, ids) for value in node]
+    return node
+
+
+def write(out: pathlib.Path) -> None:
+    model = build_model()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix=".keras", dir=out.parent)
+    os.close(fd)
+    try:
+        model.save(tmp)
+        normalize_archive(pathlib.Path(tmp))
+        keras.saving.load_model(tmp, safe_mode=True)  # the whole point: it loads safely
+        os.chmod(tmp, 0o644)  # mkstemp makes it owner-only
+        os.replace(tmp, out)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=pathlib.Path, default=BUNDLED)
+    parser.add_argument("--check", action="store_true",
+                        help="exit 1 if regenerating would change the bundled file")
+    args = parser.parse_args(argv)
+    if args.check:
+        with tempfile.TemporaryDirectory() as folder:
+            fresh = pathlib.Path(folder) / "seed_unet.keras"
+            write(fresh)
+            same = fresh.read_bytes() == args.out.read_bytes()
+        print(f"{args.out}: {'up to date' if same else 'DIFFERS from a fresh build'}")
+        return 0 if same else 1
+    write(args.out)
+    print(f"wrote {args.out} ({args.out.stat().st_size:,} bytes)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
