@@ -30,6 +30,11 @@ SCRIPT = textwrap.dedent("""
     print("SAME", bool(np.array_equal(model.predict(x, verbose=0), new.predict(x, verbose=0))))
     history = new.fit(x, y, batch_size=4, epochs=1, verbose=0)
     print("FIT", np.isfinite(history.history["loss"][0]))
+    callback = keras_rewrite.RewriteCallback(["l2", "spatial_dropout"])
+    history = new.fit(x, y, batch_size=4, epochs=1, verbose=0, callbacks=[callback])
+    penalty = float(sum(new.losses))
+    print("CALLBACK", np.isfinite(history.history["loss"][0]), penalty > 0,
+          new.layers[1].noise_shape is not None)
 """)
 
 
@@ -43,3 +48,4 @@ def test_rewrite_under_mirrored_strategy_keeps_the_strategy_and_fits():
     assert lines["MIRRORED"].split()[1] == "2", lines["MIRRORED"]
     assert lines["SAME"] == "True"
     assert lines["FIT"] == "True"
+    assert lines["CALLBACK"] == "True True True", lines["CALLBACK"]
