@@ -1,0 +1,610 @@
+"""The keras-rewrite command line: argument checks in-process, the contract in subprocesses.
+
+Each subprocess pays TensorFlow's start-up (~3 s), so they are few, and one batch call
+proves what many bad files do. The rest (argument values, plans, usage errors, the batch
+report) runs in-process through `cli.main` or the functions behind it.
+"""
+import ast
+import io as stdio
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+import zipfile
+
+import keras
+import numpy as np
+import pytest
+from keras import layers
+
+from helpers import random_inputs
+from keras_rewrite import cli
+from keras_rewrite import io as krio
+from seed_models import build_cnn
+
+ERROR = "keras-rewrite: error: "
+
+
+# --------------------------------------------------------------------------- model files
+
+
+def reorderable_model():
+    """Conv(relu) -> Dropout -> BN -> MaxPool: all three passes have work here."""
+    inputs = keras.Input((16, 16, 3), name="image")
+    x = layers.Conv2D(4, 3, activation="relu", name="conv")(inputs)
+    x = layers.Dropout(0.2, name="drop")(x)
+    x = layers.BatchNormalization(name="bn")(x)
+    x = layers.MaxPooling2D(name="pool")(x)
+    x = layers.Flatten(name="flat")(x)
+    return keras.Model(inputs, layers.Dense(3, name="head")(x), name="reorderable")
+
+
+CUSTOM_MODULE = """\
+import keras
+
+
+@keras.saving.register_keras_serializable(package="cli_test")
+class Twice(keras.layers.Layer):
+    def call(self, x):
+        return 2 * x
+"""
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    """Good and bad model files, made once; tests copy what they write next to."""
+    folder = tmp_path_factory.mktemp("models")
+    keras.utils.set_random_seed(0)
+    build_cnn(input_shape=(16, 16, 3)).save(folder / "cnn.keras")
+    reorderable_model().save(folder / "reorderable.keras")
+    inputs = keras.Input((3,))
+    keras.Model(inputs, layers.Lambda(lambda x: x / 255, name="scale")(inputs)).save(
+        folder / "lambda.keras")
+    (folder / "my_layers.py").write_text(CUSTOM_MODULE)
+    krio.import_custom_objects(str(folder / "my_layers.py"))
+    twice = keras.saving.get_registered_object("cli_test>Twice")
+    keras.Model(inputs, twice(name="twice")(inputs)).save(folder / "custom.keras")
+    return folder
+
+
+def copy(files, tmp_path, *names):
+    for name in names:
+        shutil.copy(files / name, tmp_path / name)
+    return [tmp_path / name for name in names]
+
+
+def make_bad_files(folder, good):
+    """One file per way a model file can be bad; returns {name: expected message part}."""
+    data = good.read_bytes()
+    with zipfile.ZipFile(good) as archive:
+        entries = {n: archive.read(n) for n in archive.namelist()}
+
+    def zip_of(name, items):
+        with zipfile.ZipFile(folder / name, "w") as archive:
+            for entry, content in items.items():
+                archive.writestr(entry, content)
+
+    (folder / "empty.keras").write_bytes(b"")
+    (folder / "notes.keras").write_text("these are my notes\n")
+    (folder / "truncated.keras").write_bytes(data[: len(data) // 3])
+    corrupt = bytearray(data)
+    start = corrupt.find(krio.HDF5_SIGNATURE) + 1000
+    corrupt[start:start + 8] = bytes(b ^ 0xFF for b in corrupt[start:start + 8])
+    (folder / "corrupt.keras").write_bytes(bytes(corrupt))
+    zip_of("noconfig.keras", {k: v for k, v in entries.items() if k != "config.json"})
+    zip_of("badjson.keras", {**entries, "config.json": b"{oops"})
+    zip_of("unknown.keras", {**entries, "config.json": entries["config.json"].replace(
+        b'"MaxPooling2D"', b'"MaxPoolingXD"')})
+    return {
+        "empty.keras": "is empty (0 bytes)",
+        "notes.keras": "is not a zip archive; expected a .keras zip archive; received a text "
+                       "file starting with 'these are my notes'",
+        "truncated.keras": "is a truncated or corrupted zip archive",
+        "corrupt.keras": "'model.weights.h5' is corrupted",
+        "noconfig.keras": "is a zip archive without config.json",
+        "badjson.keras": "its config.json is not valid JSON",
+        "unknown.keras": "unknown layer class 'MaxPoolingXD' (layer 'pool')",
+    }
+
+
+# --------------------------------------------------------------------------- running the CLI
+
+
+def run(*args, cwd, script=False):
+    if script:
+        exe = pathlib.Path(sys.executable).parent / "keras-rewrite"
+        command = [str(exe) if exe.exists() else shutil.which("keras-rewrite")]
+    else:
+        command = [sys.executable, "-m", "keras_rewrite"]
+    return subprocess.run(command + [str(a) for a in args], cwd=cwd, capture_output=True,
+                          text=True, timeout=300)
+
+
+def error_lines(stderr):
+    """The stderr lines; each must be one of our one-line errors (no traceback, no TF)."""
+    lines = stderr.splitlines()
+    assert all(line.startswith(ERROR) for line in lines), stderr
+    return lines
+
+
+def listing(folder):
+    return sorted(p.name for p in pathlib.Path(folder).iterdir())
+
+
+def no_temp_files(folder):
+    return not [p for p in pathlib.Path(folder).rglob("*") if ".tmp" in p.name]
+
+
+def same_predictions(a, b):
+    x = random_inputs(a, batch=3, seed=1)
+    pa, pb = krio.predict(a, x), krio.predict(b, x)
+    return all(np.array_equal(u, v) for u, v in zip(pa, pb))
+
+
+# --------------------------------------------------------------------------- subprocess tests
+
+
+def test_console_script_help_documents_exit_codes(tmp_path):
+    done = run("--help", cwd=tmp_path, script=True)
+    assert done.returncode == 0 and done.stderr == ""
+    for code in (cli.EXIT_OK, cli.EXIT_FINDINGS, cli.EXIT_USAGE, cli.EXIT_INPUT,
+                 cli.EXIT_REWRITE, cli.EXIT_OUTPUT):
+        assert f"\n  {code}  " in done.stdout
+    assert "convert" in done.stdout and "keras-rewrite demo" in done.stdout
+
+
+def test_usage_error_is_one_line_and_writes_nothing(files, tmp_path):
+    (source,) = copy(files, tmp_path, "cnn.keras")
+    done = run("convert", source, "-o", "out.keras", "--l2", "nan", cwd=tmp_path)
+    assert done.returncode == cli.EXIT_USAGE
+    assert error_lines(done.stderr) == [
+        f"{ERROR}argument --l2: expected a finite number >= 0 such as 1e-4; received 'nan' "
+        "(see 'keras-rewrite convert --help')"]
+    assert listing(tmp_path) == ["cnn.keras"]
+
+
+def test_convert_l2_and_spatial_dropout_keeps_predictions_bit_identical(files, tmp_path):
+    (source,) = copy(files, tmp_path, "cnn.keras")
+    done = run("convert", "cnn.keras", "-o", "out.keras", "--l2", "1e-4", "--spatial-dropout",
+               cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+    out = done.stdout
+    assert out.startswith("cnn.keras -> out.keras\n")
+    assert "pass L2Regularization: modified" in out and "dropout: replaced" in out
+    assert "weights: 32 carried over, 0 new, 0 dropped" in out
+    assert "shape check: passed, output shapes (None, 10) as before" in out
+    assert ("inference outputs: unchanged (largest absolute difference on a random batch "
+            "of 4: 0)") in out
+    assert out.rstrip().endswith("wrote out.keras (reloaded and checked: same predictions)")
+    assert listing(tmp_path) == ["cnn.keras", "out.keras"]
+
+    original, converted = krio.load_model(source), krio.load_model(tmp_path / "out.keras")
+    assert same_predictions(original, converted)
+    classes = [type(layer).__name__ for layer in converted.layers]
+    assert classes.count("SpatialDropout2D") == 2 and classes.count("Dropout") == 1
+    conv = converted.get_layer("conv2d")
+    assert conv.get_config()["kernel_regularizer"]["config"]["l2"] == pytest.approx(1e-4)
+    assert float(sum(converted.losses)) > 0
+
+
+def test_convert_reorder_reports_changed_outputs_and_draws_the_diff(files, tmp_path):
+    copy(files, tmp_path, "reorderable.keras")
+    done = run("convert", "reorderable.keras", "-o", "out.keras", "--reorder",
+               "--spatial-dropout", "--diff-svg", "diff.svg", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "pass ReorderBlocks: modified" in done.stdout
+    assert "inference outputs: changed by ReorderBlocks" in done.stdout
+    picture = tmp_path / ("diff.svg" if shutil.which("dot") else "diff.dot")
+    assert picture.exists() and "picture: " in done.stdout
+    text = picture.read_text()
+    assert "(moved)" in text and "(new)" in text and "was here" in text
+    converted = krio.load_model(tmp_path / "out.keras")
+    order = [layer.name for layer in converted.layers]
+    assert order.index("bn") < order.index("conv_activation") < order.index("drop")
+
+
+def test_batch_one_line_per_bad_file_and_the_good_ones_still_converted(files, tmp_path):
+    models = tmp_path / "models"
+    models.mkdir()
+    copy(files, models, "cnn.keras", "reorderable.keras", "lambda.keras", "custom.keras")
+    expected = make_bad_files(models, models / "reorderable.keras")
+    expected["lambda.keras"] = ("layer 'scale' (Lambda) holds Python bytecode, which safe mode "
+                                "refuses")
+    expected["custom.keras"] = "unknown layer class 'Twice' (layer 'twice')"
+    (models / "legacy.h5").write_bytes(krio.HDF5_SIGNATURE + b"\0" * 64)
+    expected["legacy.h5"] = "is a legacy HDF5 model, refused by default"
+    (models / "README.txt").write_text("not a model: ignored by the folder expansion")
+    before = {p.name: p.read_bytes() for p in models.iterdir()}
+
+    done = run("convert", "models", "missing.keras", "-o", "out", "--l2", "1e-4",
+               cwd=tmp_path)
+    assert done.returncode == cli.EXIT_FINDINGS
+    lines = error_lines(done.stderr)
+    assert len(lines) == len(expected) + 1
+    for name, fragment in expected.items():
+        (line,) = [line for line in lines if line.startswith(f"{ERROR}models/{name}: ")]
+        assert fragment in line, line
+    assert f"{ERROR}missing.keras: no such file" in done.stderr
+    assert "--unsafe" in [line for line in lines if "lambda.keras" in line][0]
+    assert "--custom-objects" in [line for line in lines if "custom.keras" in line][0]
+
+    total = len(before) - 1 + 1  # every model file in the folder, plus missing.keras
+    stdout = done.stdout.splitlines()
+    assert f"[1/{total}] models/badjson.keras: failed (exit status 3" in stdout[0]
+    assert any(line.startswith(f"[2/{total}] models/cnn.keras -> out/cnn.keras: 6 layers "
+                               "changed") for line in stdout)
+    assert stdout[-1].startswith(f"2 converted, {total - 2} failed of {total} inputs")
+    assert listing(tmp_path / "out") == ["cnn.keras", "reorderable.keras"]
+    assert {p.name: p.read_bytes() for p in models.iterdir()} == before  # inputs untouched
+    assert no_temp_files(tmp_path)
+
+
+def test_single_bad_input_has_its_own_exit_status(files, tmp_path):
+    copy(files, tmp_path, "lambda.keras")
+    done = run("lint", "lambda.keras", cwd=tmp_path)
+    assert done.returncode == cli.EXIT_INPUT
+    assert error_lines(done.stderr) == [
+        f"{ERROR}lambda.keras: layer 'scale' (Lambda) holds Python bytecode, which safe mode "
+        "refuses to load because it could run arbitrary code; expected Lambda layers calling "
+        "registered functions; pass --unsafe if you trust this file"]
+
+
+def test_unsafe_converts_a_lambda_model(files, tmp_path):
+    (source,) = copy(files, tmp_path, "lambda.keras")
+    done = run("convert", "lambda.keras", "-o", "out.keras", "--unsafe", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "no passes given: the output is an exact copy" in done.stdout
+    original = krio.load_model(source, safe_mode=False)
+    assert same_predictions(original, krio.load_model(tmp_path / "out.keras", safe_mode=False))
+
+
+def test_existing_output_needs_force(files, tmp_path):
+    copy(files, tmp_path, "reorderable.keras")
+    (tmp_path / "out.keras").write_text("precious")
+    done = run("convert", "reorderable.keras", "-o", "out.keras", "--l2", "1e-4", cwd=tmp_path)
+    assert done.returncode == cli.EXIT_OUTPUT
+    assert error_lines(done.stderr) == [
+        f"{ERROR}out.keras: already exists; pass --force to overwrite it"]
+    assert (tmp_path / "out.keras").read_text() == "precious"
+
+    done = run("convert", "reorderable.keras", "-o", "out.keras", "--l2", "1e-4", "--force",
+               cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert zipfile.is_zipfile(tmp_path / "out.keras")
+    assert listing(tmp_path) == ["out.keras", "reorderable.keras"]
+
+
+def test_input_is_replaced_only_with_in_place(files, tmp_path):
+    (source,) = copy(files, tmp_path, "reorderable.keras")
+    original = source.read_bytes()
+    done = run("convert", "reorderable.keras", "-o", "reorderable.keras", "--force",
+               "--spatial-dropout", cwd=tmp_path)
+    assert done.returncode == cli.EXIT_OUTPUT
+    assert "is the input file; refusing to overwrite the input (pass --in-place" in done.stderr
+    assert source.read_bytes() == original
+
+    done = run("convert", "reorderable.keras", "--in-place", "--spatial-dropout", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert listing(tmp_path) == ["reorderable.keras"]
+    converted = krio.load_model(source)
+    assert type(converted.get_layer("drop")).__name__ == "SpatialDropout2D"
+    assert same_predictions(reorderable_from(original, tmp_path), converted)
+
+
+def reorderable_from(data, folder):
+    (folder / "before").mkdir()
+    (folder / "before" / "m.keras").write_bytes(data)
+    return krio.load_model(folder / "before" / "m.keras")
+
+
+def test_per_layer_pattern_matching_nothing_is_a_rewrite_error(files, tmp_path):
+    copy(files, tmp_path, "cnn.keras")
+    done = run("convert", "cnn.keras", "-o", "out.keras", "--l2-layer", "conv2x*=1e-5",
+               cwd=tmp_path)
+    assert done.returncode == cli.EXIT_REWRITE
+    (line,) = error_lines(done.stderr)
+    assert line.startswith(f"{ERROR}cnn.keras: rewrite failed: ")
+    assert "per_layer pattern 'conv2x*' matches no layer" in line and "'conv2d'" in line
+    assert listing(tmp_path) == ["cnn.keras"]
+
+
+def test_passes_file(files, tmp_path):
+    copy(files, tmp_path, "cnn.keras")
+    (tmp_path / "passes.toml").write_text(
+        '[[pass]]\nname = "l2"\nfactor = 1e-4\n[pass.per_layer]\n"conv2d*" = 1e-5\n'
+        '"dense" = 0\n\n[[pass]]\nname = "spatial_dropout"\n')
+    done = run("convert", "cnn.keras", "-o", "out.keras", "--passes", "passes.toml",
+               cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    converted = krio.load_model(tmp_path / "out.keras")
+
+    def l2_of(name):
+        regularizer = converted.get_layer(name).get_config()["kernel_regularizer"]
+        return regularizer and regularizer["config"]["l2"]
+
+    assert l2_of("conv2d_3") == pytest.approx(1e-5)
+    assert l2_of("dense") is None and l2_of("dense_1") == pytest.approx(1e-4)
+    assert "SpatialDropout2D" in [type(layer).__name__ for layer in converted.layers]
+
+
+def test_lint_reports_findings_with_exit_status_1(files, tmp_path):
+    copy(files, tmp_path, "reorderable.keras")
+    done = run("lint", "reorderable.keras", cwd=tmp_path)
+    assert done.returncode == cli.EXIT_FINDINGS and done.stderr == ""
+    assert done.stdout.startswith("reorderable.keras: ")
+    for rule in ("[bn-after-dropout] drop, bn", "[no-weight-regularization]"):
+        assert rule in done.stdout
+    assert "fixed by: keras-rewrite convert --reorder" in done.stdout
+    assert "variance shift" in done.stdout  # the explanation, in plain words
+
+
+def test_inspect_summarizes_and_draws(files, tmp_path):
+    copy(files, tmp_path, "reorderable.keras")
+    done = run("inspect", "reorderable.keras", "--svg", "graph.svg", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert "Functional model 'reorderable', 7 layer calls" in out
+    assert "\n  Conv2D              1\n" in out and "\n  InputLayer          1\n" in out
+    assert "nested models: none" in out
+    assert "l2 (L2Regularization): 2 layers: conv, head\n" in out
+    assert "spatial_dropout (SpatialDropout): 1 layer: drop\n" in out
+    assert ("reorder (ReorderBlocks): 1 layer: conv\n    conv: reordered (conv's fused "
+            "activation, drop, bn, pool -> bn, conv's fused activation, pool, drop)") in out
+    assert (tmp_path / ("graph.svg" if shutil.which("dot") else "graph.dot")).exists()
+    assert listing(tmp_path)[-1] == "reorderable.keras"  # nothing else written
+
+
+def test_custom_objects_module(files, tmp_path):
+    copy(files, tmp_path, "custom.keras", "my_layers.py")
+    done = run("convert", "custom.keras", "-o", "out.keras", "--custom-objects", "my_layers",
+               cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "wrote out.keras" in done.stdout
+
+
+def test_output_folder_that_cannot_be_used(files, tmp_path):
+    copy(files, tmp_path, "cnn.keras", "reorderable.keras")
+    (tmp_path / "taken").write_text("a file, not a folder")
+    done = run("convert", "cnn.keras", "reorderable.keras", "-o", "taken", cwd=tmp_path)
+    assert done.returncode == cli.EXIT_OUTPUT
+    assert error_lines(done.stderr) == [
+        f"{ERROR}taken: is a file; expected a folder for the outputs of several inputs"]
+    assert (tmp_path / "taken").read_text() == "a file, not a folder"
+
+
+def test_demo_converts_the_bundled_unet(tmp_path):
+    done = run("demo", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+    out = done.stdout
+    assert "seed_unet.keras (bundled seed U-Net) -> seed_unet.rewritten.keras" in out
+    assert "conv2d_18: added_regularizer - kernel_regularizer=L2(0.0001)" in out
+    assert "pass SpatialDropout: unchanged" in out and "pass ReorderBlocks: unchanged" in out
+    assert "inference outputs: unchanged" in out
+    assert listing(tmp_path) == ["seed_unet.rewritten.keras"]
+    converted = krio.load_model(tmp_path / "seed_unet.rewritten.keras", safe_mode=True)
+    bundled = krio.load_model(pathlib.Path(cli.__file__).parent / "data" / "seed_unet.keras")
+    assert same_predictions(bundled, converted)
+    assert float(sum(converted.losses)) > 0
+
+    again = run("demo", cwd=tmp_path)
+    assert again.returncode == cli.EXIT_OUTPUT
+    assert error_lines(again.stderr) == [
+        f"{ERROR}seed_unet.rewritten.keras: already exists; pass --force to overwrite it"]
+
+
+# --------------------------------------------------------------------------- in-process: main
+
+
+def call(argv, capsys, cwd, monkeypatch):
+    monkeypatch.chdir(cwd)
+    code = cli.main([str(a) for a in argv])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    ([], "keras-rewrite [-h]"),
+    (["frob"], "invalid choice: 'frob'"),
+    (["convert", "a.keras"], "convert needs -o OUT"),
+    (["convert", "a.keras", "-o", "out.h5"], "-o out.h5: expected a file name ending in .keras"),
+    (["convert", "a.keras", "--in-place", "-o", "x.keras"], "--in-place and -o/--output exclude"),
+    (["convert", "--reorder", "a.keras", "-o", "x.keras"], "which looks like a model file"),
+    (["convert", "a.keras", "-o", "x.keras", "--reorder", "bn,foo"], "unknown key(s) ['foo']"),
+    (["convert", "a.keras", "-o", "x.keras", "--reorder", "bn,,act"], "(an empty key)"),
+    (["convert", "a.keras", "-o", "x.keras", "--l2", "abc"], "received 'abc'"),
+    (["convert", "a.keras", "-o", "x.keras", "--l2=-1e-4"], "received '-1e-4'"),
+    (["convert", "a.keras", "-o", "x.keras", "--l2", "-1"], "received '-1'"),
+    (["convert", "a.keras", "-o", "x.keras", "--l2", "inf"], "received 'inf'"),
+    (["convert", "a.keras", "-o", "x.keras", "--l2-layer", "conv"], "received 'conv' (no '=')"),
+    (["convert", "a.keras", "-o", "x.keras", "--l2-layer", "=1e-4"], "empty layer name"),
+    (["convert", "a.keras", "-o", "x.keras", "--l2-layer", "c=x"], "received 'c=x'"),
+    (["convert", "a.keras", "-o", "x.keras", "--l2-layer", "c=1", "--l2-layer", "c=2"],
+     "'c' is given twice"),
+    (["convert", "a.keras", "-o", "x.keras", "--passes", "none.toml"],
+     "--passes none.toml: no such file"),
+    (["convert", "a.keras", "--dry-run", "--custom-objects", "no_such_mod_q"],
+     "--custom-objects no_such_mod_q: cannot import it"),
+    (["convert", "a.keras", "b.keras", "-o", "out", "--diff-svg", "d.svg"],
+     "--diff-svg draws one model"),
+    (["convert", "a.keras", "sub/a.keras", "-o", "out"], "would both be written to out/a.keras"),
+    (["lint"], "the following arguments are required: IN"),
+])
+def test_usage_errors(argv, fragment, tmp_path, capsys, monkeypatch):
+    code, out, err = call(argv, capsys, tmp_path, monkeypatch)
+    assert code == cli.EXIT_USAGE
+    if not argv:  # no command: the help, as a reminder
+        assert fragment in err
+        return
+    assert out == "" and error_lines(err) == [err.rstrip("\n")]
+    assert fragment in err
+    assert listing(tmp_path) == []
+
+
+@pytest.mark.parametrize("toml, fragment", [
+    ("[[pass\n", "not valid TOML"),
+    ("title = 'x'\n", "unknown top-level key(s) ['title']"),
+    ("[[pass]]\nfactor = 1\n", "expected name = one of ['l2', 'reorder', 'spatial_dropout']; "
+                               "received no name"),
+    ("[[pass]]\nname = 'dropout'\n", "unknown pass 'dropout'"),
+    ("[[pass]]\nname = 'l2'\nfator = 1\n", "unknown setting(s) ['fator']; expected some of "
+                                           "['factor', 'per_layer'"),
+    ("[[pass]]\nname = 'l2'\nfactor = -1\n", "Expected a float >= 0. Received: factor=-1"),
+    ("[[pass]]\nname = 'l2'\n[pass.per_layer]\n'c*' = 'big'\n", "per_layer['c*']"),
+    ("[[pass]]\nname = 'reorder'\norder = 'bn,,act'\n", "order: expected comma-separated"),
+])
+def test_bad_passes_files(toml, fragment, tmp_path, capsys, monkeypatch):
+    (tmp_path / "p.toml").write_text(toml)
+    code, out, err = call(["convert", "a.keras", "--dry-run", "--passes", "p.toml"], capsys,
+                          tmp_path, monkeypatch)
+    assert code == cli.EXIT_USAGE and fragment in err, err
+    assert error_lines(err)[0].startswith(f"{ERROR}--passes p.toml")
+
+
+def test_lint_clean_model_exits_0(tmp_path, capsys, monkeypatch):
+    inputs = keras.Input((4,))
+    keras.Model(inputs, layers.Dense(2, kernel_regularizer="l2")(inputs)).save(
+        tmp_path / "clean.keras")
+    code, out, err = call(["lint", "clean.keras"], capsys, tmp_path, monkeypatch)
+    assert (code, out, err) == (cli.EXIT_OK, "clean.keras: no findings\n", "")
+
+
+def test_verbose_shows_the_traceback(tmp_path, capsys, monkeypatch):
+    (tmp_path / "bad.keras").write_text("x")
+    code, out, err = call(["convert", "bad.keras", "-o", "o.keras", "-v"], capsys, tmp_path,
+                          monkeypatch)
+    assert code == cli.EXIT_INPUT
+    assert f"{ERROR}bad.keras: is not a zip archive" in err and "Traceback" in err
+
+
+def test_dry_run_writes_nothing(files, tmp_path, capsys, monkeypatch):
+    copy(files, tmp_path, "reorderable.keras")
+    code, out, err = call(["convert", "reorderable.keras", "--dry-run", "--l2", "1e-4"],
+                          capsys, tmp_path, monkeypatch)
+    assert code == 0 and err == ""
+    assert "dry run: nothing written" in out
+    assert listing(tmp_path) == ["reorderable.keras"]
+
+
+def test_failed_reload_check_leaves_nothing(files, tmp_path, capsys, monkeypatch):
+    copy(files, tmp_path, "reorderable.keras")
+    real = krio.max_abs_difference
+    calls = []
+
+    def differs_on_reload(a, b):
+        calls.append(1)
+        return 1.0 if len(calls) == 2 else real(a, b)  # 1st: original vs new; 2nd: reload
+
+    monkeypatch.setattr(krio, "max_abs_difference", differs_on_reload)
+    code, out, err = call(["convert", "reorderable.keras", "-o", "out.keras"], capsys,
+                          tmp_path, monkeypatch)
+    assert code == cli.EXIT_OUTPUT
+    assert error_lines(err) == [f"{ERROR}out.keras: the written file reloads with different "
+                                "predictions (largest absolute difference 1); not written"]
+    assert listing(tmp_path) == ["reorderable.keras"]
+
+
+# --------------------------------------------------------------------------- in-process: parts
+
+
+def test_argument_values():
+    assert cli.coefficient("0") == 0.0 and cli.coefficient("1E-3") == 1e-3
+    assert cli.layer_coefficient("a=b=1e-5") == ("a=b", 1e-5)  # the last '=' splits
+    assert cli.reorder_order(" bn , act ") == ("bn", "act")
+
+
+def test_folder_inputs_are_sorted_model_files(tmp_path):
+    for name in ("b.keras", "a.h5", "notes.txt", "c.KERAS"):
+        (tmp_path / name).write_text("x")
+    (tmp_path / "sub.keras").mkdir()
+    files, batch = cli.expand_inputs([str(tmp_path)])
+    assert [pathlib.Path(f).name for f in files] == ["a.h5", "b.keras", "c.KERAS"] and batch
+    assert cli.expand_inputs(["one.keras"]) == (["one.keras"], False)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(cli.Failure, match="is a folder with no model files") as info:
+        cli.expand_inputs([str(tmp_path / "empty")])
+    assert info.value.code == cli.EXIT_INPUT
+
+
+def test_output_naming(tmp_path):
+    plan = cli.plan_jobs(["m/a.keras", "b.h5"], True, "out", in_place=False, dry_run=False)
+    assert [(j.source, j.output) for j in plan] == [("m/a.keras", "out/a.keras"),
+                                                    ("b.h5", "out/b.keras")]
+    assert cli.plan_jobs(["a.keras"], False, "x.keras", in_place=False,
+                         dry_run=False)[0].output == "x.keras"
+    assert cli.plan_jobs(["a.keras"], False, str(tmp_path), in_place=False,
+                         dry_run=False)[0].output == str(tmp_path / "a.keras")
+    assert cli.plan_jobs(["a.keras"], False, None, in_place=True,
+                         dry_run=False)[0].output == "a.keras"
+    assert cli.plan_jobs(["a.keras"], False, None, in_place=False,
+                         dry_run=True)[0].output is None
+    with pytest.raises(cli.UsageError, match="b.h5 is not a .keras file"):
+        cli.plan_jobs(["b.h5"], False, None, in_place=True, dry_run=False)
+
+
+def test_batch_output_folder_is_created_and_probed(tmp_path, monkeypatch):
+    cli.prepare_output_folder(str(tmp_path / "new"), dry_run=False)
+    assert listing(tmp_path / "new") == []  # the probe file is gone
+    with pytest.raises(cli.Failure, match="parent folder .* does not exist"):
+        cli.prepare_output_folder(str(tmp_path / "a" / "b"), dry_run=False)
+
+    def read_only(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr("tempfile.TemporaryFile", read_only)
+    with pytest.raises(cli.Failure, match="not writable: Permission denied") as info:
+        cli.prepare_output_folder(str(tmp_path / "new"), dry_run=False)
+    assert info.value.code == cli.EXIT_OUTPUT
+
+
+def test_batch_report_exit_status():
+    out, err = stdio.StringIO(), stdio.StringIO()
+    single = cli.BatchReport(1, out, err)
+    single.failure(1, "a.keras", cli.Failure(cli.EXIT_OUTPUT, "a.keras: exists"))
+    assert single.exit_status() == cli.EXIT_OUTPUT  # one input: its own status
+    assert err.getvalue() == f"{ERROR}a.keras: exists\n" and out.getvalue() == ""
+
+    batch = cli.BatchReport(3, out, err)
+    batch.success(1, "a.keras -> out/a.keras: ok")
+    assert batch.exit_status() == cli.EXIT_OK
+    batch.failure(2, "b.keras", cli.Failure(cli.EXIT_INPUT, "b.keras: bad"))
+    assert batch.exit_status() == cli.EXIT_FINDINGS
+    assert "[1/3] a.keras -> out/a.keras: ok\n" in out.getvalue()
+    assert "[2/3] b.keras: failed (exit status 3" in out.getvalue()
+    assert batch.summary() == "1 converted, 1 failed of 3 inputs"
+
+
+class FakeTerminal(stdio.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_progress_only_on_a_terminal():
+    quiet = cli.Progress(stdio.StringIO())
+    quiet.show(1, 3, "a.keras")
+    assert quiet.stream.getvalue() == ""
+    tty = cli.Progress(FakeTerminal())
+    tty.show(2, 3, "b.keras")
+    tty.clear()
+    assert tty.stream.getvalue() == "\r\x1b[K[2/3] b.keras ...\r\x1b[K"
+
+
+@pytest.mark.parametrize("module", ["cli.py", "io.py", "dot.py"])
+def test_no_heavy_imports_at_module_level(module):
+    # --help and usage errors must not need Keras from these modules (see the README).
+    tree = ast.parse((pathlib.Path(cli.__file__).parent / module).read_text())
+    top = set()
+    for node in tree.body:
+        if isinstance(node, ast.Import):
+            top |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0:
+            top.add(node.module.split(".")[0])
+    assert not top & {"keras", "tensorflow", "numpy", "networkx", "h5py"}
+
+
+def test_main_module_runs_main():
+    source = (pathlib.Path(cli.__file__).parent / "__main__.py").read_text()
+    assert "sys.exit(main())" in source
+    assert os.path.basename(cli.__file__) == "cli.py"
