@@ -41,7 +41,8 @@ exit status:
      (each failure is an error line on stderr, and the summary counts them)
   {EXIT_USAGE}  usage error: unknown option, invalid value, unreadable --passes file
   {EXIT_INPUT}  an input is missing, unreadable, not a Keras model, or refused by safe mode
-  {EXIT_REWRITE}  the rewrite failed (a pass or the rebuild; e.g. a pattern matching no layer)
+  {EXIT_REWRITE}  the rewrite failed (a pass or the rebuild; e.g. a pattern matching no layer),
+     or an unexpected internal error
   {EXIT_OUTPUT}  the output could not be written (exists without --force, folder missing or
      not writable, written file did not reload identically); nothing was left behind
   {EXIT_INTERRUPTED}  interrupted (Ctrl-C); nothing was left behind
@@ -678,7 +679,12 @@ def cmd_demo(args, session: Session) -> int:
         return run_jobs(session, [job], specs, args)
 
 
+# How to run the pass a lint finding names (Finding.fixed_by is a short pass name).
+FIX_OPTIONS = {"l2": "--l2 1e-4", "spatial_dropout": "--spatial-dropout", "reorder": "--reorder"}
+
+
 def cmd_lint(args, session: Session) -> int:
+    from .errors import RewriteError
     from .lint import lint
 
     try:
@@ -686,14 +692,19 @@ def cmd_lint(args, session: Session) -> int:
     except Failure as failure:
         print(error_line(failure.message), file=sys.stderr)
         return failure.code
-    findings = lint(model)
+    try:
+        findings = lint(model)
+    except RewriteError as exc:  # e.g. a subclassed model: no graph to lint
+        print(error_line(f"{args.input}: {exc}"), file=sys.stderr)
+        return EXIT_INPUT
     if not findings:
         print(f"{args.input}: no findings")
         return EXIT_OK
     print(f"{args.input}: {len(findings)} finding{'s' if len(findings) != 1 else ''}")
     for finding in findings:
-        fix = (f"fixed by: keras-rewrite convert --{finding.fixed_by.replace('_', '-')}"
-               if finding.fixed_by else "no pass fixes it: it needs a design change")
+        option = FIX_OPTIONS.get(finding.fixed_by, f"--passes (pass {finding.fixed_by!r})")
+        fix = (f"fixed by: keras-rewrite convert {option}" if finding.fixed_by
+               else "no pass fixes it: it needs a design change")
         print(f"\n[{finding.rule}] {', '.join(finding.layers)}")
         print(f"  {fix}")
         if session.verbose or not args.brief:
@@ -937,7 +948,8 @@ COMMANDS = {"convert": cmd_convert, "lint": cmd_lint, "inspect": cmd_inspect, "d
 def main(argv=None) -> int:
     """Run the command line; return the exit status (see EXIT_CODES_HELP)."""
     parser = build_parser()
-    verbose = "-v" in (argv or sys.argv[1:]) or "--verbose" in (argv or sys.argv[1:])
+    given = sys.argv[1:] if argv is None else list(argv)
+    verbose = "-v" in given or "--verbose" in given  # known even if parsing fails
     try:
         args = parser.parse_args(argv)
         if args.command is None:
@@ -974,6 +986,12 @@ def main(argv=None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 128 + 13  # what a process killed by SIGPIPE reports
+    except Exception as exc:  # a bug: still one line (the traceback with --verbose)
+        if verbose:
+            traceback.print_exc()
+        print(error_line(f"unexpected {type(exc).__name__}: {exc} (this is a bug in "
+                         f"{PROG}; --verbose shows the traceback)"), file=sys.stderr)
+        return EXIT_REWRITE
 
 
 if __name__ == "__main__":

@@ -407,7 +407,8 @@ def random_batch(model, batch: int = 4, seed: int = 0, unknown_dim: int = 32):
     """A reproducible random batch for `model`: standard normal floats, small integers.
 
     Unknown non-batch dimensions become `unknown_dim` (32 survives five 2x poolings).
-    Returns one array for a single-input model, else a list in `model.inputs` order.
+    Returns one array for a single-input model, else the arrays in the model's input
+    structure (a list, or a dict for dict inputs).
     """
     import numpy as np
 
@@ -422,7 +423,12 @@ def random_batch(model, batch: int = 4, seed: int = 0, unknown_dim: int = 32):
             xs.append(rng.integers(0, 2, size=shape).astype(bool))
         else:
             xs.append(rng.standard_normal(shape).astype(dtype))
-    return xs[0] if len(xs) == 1 else xs
+    if len(xs) == 1:
+        return xs[0]
+    import keras
+
+    # In the model's own input structure (a dict for dict inputs), which Keras expects.
+    return keras.tree.pack_sequence_as(model.input, xs)
 
 
 def predict(model, x) -> list:

@@ -269,6 +269,14 @@ def test_random_batch_fills_unknown_dims_and_ints():
     assert np.array_equal(io.random_batch(model, batch=3)[0], xa)  # reproducible
 
 
+def test_random_batch_follows_a_dict_input_structure():
+    a, b = keras.Input((4,), name="a"), keras.Input((3,), name="b")
+    model = keras.Model({"b": b, "a": a}, layers.Concatenate()([a, b]))
+    x = io.random_batch(model)
+    assert isinstance(x, dict) and x["a"].shape == (4, 4) and x["b"].shape == (4, 3)
+    assert io.predict(model, x)[0].shape == (4, 7)
+
+
 @pytest.mark.parametrize("a, b, expected", [
     ([np.zeros(3)], [np.zeros(3)], 0.0),
     ([np.array([1.0, np.nan])], [np.array([1.5, np.nan])], 0.5),
