@@ -4,9 +4,10 @@ Subcommands: ``convert`` (rewrite model files), ``lint`` (explain layer orders t
 advise against), ``inspect`` (what is in a model and where each pass would act) and ``demo``
 (convert the bundled seed U-Net). ``keras-rewrite COMMAND --help`` documents each.
 
-How the pieces fit: arguments are parsed and checked here without Keras (so a usage error
-costs no TensorFlow start-up in this module); `keras_rewrite.io` checks and loads files and
-saves atomically; `keras_rewrite.api.rewrite_with_report` does the rewrite;
+How the pieces fit: arguments are parsed and checked here before this module imports Keras
+(it imports it only inside the commands; ``import keras_rewrite`` itself still loads
+TensorFlow today, which is most of what ``--help`` costs). `keras_rewrite.io` checks and
+loads files and saves atomically; `keras_rewrite.api.rewrite_with_report` does the rewrite;
 `keras_rewrite.dot` draws pictures. One `BatchReport` counts results and picks the exit
 status, like black's ``Report``. Every error is one line on stderr,
 ``keras-rewrite: error: <file or argument>: <what is wrong, expected, received>``, with a

@@ -383,3 +383,11 @@ def test_unwritable_folder(tmp_path, monkeypatch):
 def test_output_that_is_the_input_is_refused_even_with_overwrite(saved):
     with pytest.raises(OutputError, match="is the input file; refusing"):
         io.check_output_path(saved[0], overwrite=True, input_paths=[saved[0]])
+
+
+@pytest.mark.slow
+def test_bundled_model_is_reproducible(capsys):
+    import make_bundled_model
+
+    assert make_bundled_model.main(["--out", str(BUNDLED), "--check"]) == 0
+    assert "up to date" in capsys.readouterr().out
