@@ -36,7 +36,10 @@ FIXED_DATE_SAVED = "1980-01-01@00:00:00"
 
 
 def build_model() -> keras.Model:
-    """The seed U-Net with reproducible random weights."""
+    """The seed U-Net with reproducible random weights and layer names."""
+    # Keras numbers automatic layer names per process (conv2d, conv2d_1, ...): start afresh,
+    # so that a process which built other models first writes the same file.
+    keras.backend.clear_session()
     keras.utils.set_random_seed(SEED)
     return build_unet(INPUT_SHAPE, scale=divide_by_255)
 
