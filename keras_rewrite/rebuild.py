@@ -91,7 +91,9 @@ class _Rebuilder:
             raise RebuildError(
                 f"layer '{spec.name}' ({spec.class_name}) could not be called on inputs of "
                 f"shape {received}: {type(exc).__name__}: {exc}") from exc
-        if first_build and isinstance(layer, keras.layers.Layer):
+        if (spec.subgraph is None and isinstance(layer, keras.layers.Layer)
+                and layer.name not in self.report.layers):
+            # Every rebuilt layer is reported, weightless ones too (built at creation).
             self.report.layers[layer.name] = transfer_weights(spec, layer)
         return keras.tree.flatten(outputs)
 
@@ -146,8 +148,10 @@ class _Rebuilder:
             except Exception as exc:
                 raise RebuildError(f"Sequential model '{graph.graph['name']}' could not be "
                                    f"rebuilt: {type(exc).__name__}: {exc}") from exc
-        for spec, layer in fresh:
-            self.report.layers[layer.name] = transfer_weights(spec, layer)
+        for spec, layer in zip(specs, layers):
+            if (spec.subgraph is None and isinstance(layer, keras.layers.Layer)
+                and layer.name not in self.report.layers):
+                self.report.layers[layer.name] = transfer_weights(spec, layer)
         _keras.set_own_trainable(model, graph.graph.get("trainable", True))
         shapes = {input_id: [tuple(input_layer.output.shape)]}
         for node_id, layer in zip(chain, layers):

@@ -56,6 +56,9 @@ def files(tmp_path_factory):
     """Good and bad model files, made once; tests copy what they write next to."""
     folder = tmp_path_factory.mktemp("models")
     keras.utils.set_random_seed(0)
+    # The tests name layers by Keras's automatic names (conv2d, dense, ...); those depend on
+    # what earlier tests in this process created, so start the counters afresh.
+    keras.backend.clear_session()
     build_cnn(input_shape=(16, 16, 3)).save(folder / "cnn.keras")
     reorderable_model().save(folder / "reorderable.keras")
     inputs = keras.Input((3,))

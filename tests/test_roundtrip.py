@@ -211,6 +211,7 @@ def test_report_lists_carried_weights():
         "gamma", "beta", "moving_mean", "moving_variance"]
     assert report.weights_new == 0 and report.weights_dropped == 0
     assert report.weights_carried == len(model.weights)
+    assert list(report.layers) == [l.name for l in model.layers]  # weightless layers too
     assert bn in report.table()
 
 
