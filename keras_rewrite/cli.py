@@ -68,7 +68,7 @@ outputs:
 DEFAULT_REORDER = "bn,act,pool,drop"
 MODEL_SUFFIXES = (".keras", ".h5", ".hdf5")
 DEMO_OUTPUT = "seed_unet.rewritten.keras"
-BATCH_SIZE = 4
+BATCH_SIZE = 2  # the output check compares predictions on one random batch of this size
 
 
 class UsageError(Exception):
