@@ -179,7 +179,7 @@ def test_convert_l2_and_spatial_dropout_keeps_predictions_bit_identical(files, t
     assert "weights: 32 carried over, 0 new, 0 dropped" in out
     assert "shape check: passed, output shapes (None, 10) as before" in out
     assert ("inference outputs: unchanged (largest absolute difference on a random batch "
-            "of 4: 0)") in out
+            f"of {cli.BATCH_SIZE}: 0)") in out
     assert out.rstrip().endswith("wrote out.keras (reloaded and checked: same predictions)")
     assert listing(tmp_path) == ["cnn.keras", "out.keras"]
 
