@@ -17,6 +17,9 @@ Graph attributes (``graph.graph``):
 
 Node ids are strings: a layer's name for its first call in this model, ``name:k`` for its
 k-th further call; an input node's id is its InputLayer's name; output nodes are ``output:i``.
+Ids never clash: a further call whose ``name:k`` is taken (a layer is named so, or it is an
+output node's id, as for a shared layer named ``output``) takes the next free ``name:k``; an
+output node whose ``output:i`` is a layer's name becomes ``output:i_1`` (or the next free).
 
 Node attributes:
     kind            "input" | "layer" | "op" | "output".
@@ -168,13 +171,29 @@ class _GraphBuilder:
             trainable=model.trainable,
             source=model,
         )
+        input_tensors, output_tensors = [], []
+        graph.graph["input_structure"] = _index_structure(
+            _keras.input_structure(functional), input_tensors)
+        graph.graph["output_structure"] = _index_structure(
+            _keras.output_structure(functional), output_tensors)
+        knodes = list(_keras.nodes_in_order(functional))
+        # Ids must not clash (see the module docstring): layer names come first, then
+        # output nodes, then further calls.
+        names = {knode.operation.name for knode in knodes}
+        output_ids = [_free_id(f"output:{i}", names) for i in range(len(output_tensors))]
+        reserved = names.union(output_ids)
         node_ids = {}  # id(keras node) -> graph node id
         calls = {}  # id(operation) -> number of calls seen
-        for knode in _keras.nodes_in_order(functional):
+        for knode in knodes:
             operation = knode.operation
             count = calls.get(id(operation), 0)
             calls[id(operation)] = count + 1
-            node_id = operation.name if count == 0 else f"{operation.name}:{count}"
+            node_id = operation.name
+            if count:
+                k = count
+                while f"{operation.name}:{k}" in reserved or f"{operation.name}:{k}" in graph:
+                    k += 1
+                node_id = f"{operation.name}:{k}"
             node_ids[id(knode)] = node_id
             shapes = [tuple(t.shape) for t in _keras.node_outputs(knode)]
             if knode.is_input:
@@ -192,11 +211,6 @@ class _GraphBuilder:
                 graph.add_edge(node_ids[id(producer)], node_id, slot=slot,
                                tensor_index=tensor_index)
 
-        input_tensors, output_tensors = [], []
-        graph.graph["input_structure"] = _index_structure(
-            _keras.input_structure(functional), input_tensors)
-        graph.graph["output_structure"] = _index_structure(
-            _keras.output_structure(functional), output_tensors)
         graph.graph["inputs"] = []
         for i, tensor in enumerate(input_tensors):
             producer, _ = _keras.producer_of(tensor)
@@ -206,12 +220,19 @@ class _GraphBuilder:
         graph.graph["outputs"] = []
         for i, tensor in enumerate(output_tensors):
             producer, tensor_index = _keras.producer_of(tensor)
-            out_id = f"output:{i}"
+            out_id = output_ids[i]
             graph.add_node(out_id, kind="output", spec=None, call_args=None, index=i,
                            output_shapes=[tuple(tensor.shape)], meta={})
             graph.add_edge(node_ids[id(producer)], out_id, slot=0, tensor_index=tensor_index)
             graph.graph["outputs"].append(out_id)
         return graph
+
+
+def _free_id(node_id: str, taken) -> str:
+    """`node_id`, or if taken `node_id_1`, `node_id_2`, ... whichever is free first."""
+    if node_id not in taken:
+        return node_id
+    return next(f"{node_id}_{j}" for j in itertools.count(1) if f"{node_id}_{j}" not in taken)
 
 
 # --------------------------------------------------------------------------- helpers for passes

@@ -161,10 +161,17 @@ class SpatialDropout(Pass):
         if rank not in _SPATIAL:
             why = " (no feature maps, e.g. after Flatten or Dense)" if rank == 2 else ""
             return f"input has rank {rank}{why}; SpatialDropout needs rank 3, 4 or 5"
+        upstream, upstream_origin = _upstream_data_format(graph, node_id)
         own = spec.config.get("noise_shape")
         if own is not None:
             own = tuple(own)
-            for data_format in _FORMATS:
+            # The upstream data_format when known. Otherwise channels_last, then
+            # channels_first, but not for a noise_shape of all ones (per-sample drop-connect):
+            # on a map with one row, (None, 1, 1, 1) equals the channels_first channel shape.
+            per_sample = all(d == 1 for d in own[1:])
+            formats = ([upstream] if upstream is not None
+                       else ["channels_last"] if per_sample else list(_FORMATS))
+            for data_format in formats:
                 target = _channel_noise_shape(shape, data_format)
                 if _same_noise_shape(own, target):
                     if rank == 3 and data_format == "channels_first":
@@ -173,7 +180,7 @@ class SpatialDropout(Pass):
                             f"its noise_shape={own} already drops whole channels")
             return (f"has its own noise_shape={own} (e.g. drop-connect), which is not "
                     "whole-channel dropout")
-        data_format, origin = _upstream_data_format(graph, node_id)
+        data_format, origin = upstream, upstream_origin
         if data_format is None:
             data_format, origin = "channels_last", "default channels_last"
         else:
