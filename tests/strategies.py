@@ -10,14 +10,16 @@ What the models contain (tiny shapes, so one builds in a few tens of millisecond
 
 - one or two inputs: an 8x8x2/3 image, and optionally a second image or a vector;
 - a Conv2D stem, then blocks: Conv2D or Dense anchors (Dense also on feature maps; fused
-  activations and frozen layers sometimes) followed by runs of BatchNormalization (sometimes
-  scale=False or axis=1) / activations (Activation relu/tanh/sigmoid/linear/swish, ReLU,
-  ReLU(max_value=6), LeakyReLU, ELU, PReLU, Softmax) / Max/AveragePooling2D / Dropout
-  (sometimes with a whole-channel or drop-connect noise_shape) / SpatialDropout2D in random
-  order; residual adds (the Add layer or the raw op ``keras.ops.add``); concatenated branches
-  (two runs from one conv, the same tensor twice); a nested sub-model (Functional or
-  Sequential, sometimes frozen) used as a layer; a layer or a nested model called twice;
-  flatten / global pooling to vectors and dense layers;
+  activations and frozen layers sometimes) followed by runs, in random order, of
+  BatchNormalization (sometimes scale=False, axis=1, or called with training=False),
+  activations (Activation relu/tanh/sigmoid/linear/swish, ReLU, ReLU(max_value=6),
+  LeakyReLU, ELU, PReLU, Softmax), Max/AveragePooling2D, Dropout (sometimes with a
+  whole-channel or a drop-connect noise_shape) and SpatialDropout2D; residual adds (the Add
+  layer or the raw op ``keras.ops.add``); concatenated branches (two runs from one conv, the
+  same tensor twice); a nested sub-model (Functional or Sequential, sometimes frozen or
+  called with training=False) used as a layer; a layer or a nested model called twice
+  (sometimes with a name a graph node id could clash with); flatten / global pooling to
+  vectors and dense layers;
 - one or two outputs (a list or a dict), the second tapped from an intermediate tensor,
   maybe the same tensor as the first;
 - a single-input, single-output chain is sometimes a Sequential model.
@@ -81,10 +83,12 @@ class Call:
     inputs: tuple  # tensor names; several for Add / Concatenate / ops.add
     sub: "ModelSpec | None" = None
     negative_gamma: bool = False  # BatchNormalization: give some channels gamma < 0
+    kwargs: tuple = ()  # call keyword arguments, e.g. (("training", False),)
 
     def line(self, indent: str) -> str:
         args = ", ".join(self.inputs)
         args = f"[{args}]" if len(self.inputs) > 1 else args
+        args += "".join(f", {k}={v!r}" for k, v in self.kwargs)
         if self.cls == "ops.add":
             return f"{indent}{self.out} = keras.ops.add({', '.join(self.inputs)})"
         if self.sub is not None:
@@ -185,8 +189,12 @@ class _Gen:
     def again(self, call: Call, x):
         """Call the layer (or nested model) of `call` once more, on `x` (same input shape)."""
         out = self.new_tensor(self.shape[call.out])
-        self.calls.append(Call(out, call.layer, call.cls, None, (x,)))
+        self.calls.append(Call(out, call.layer, call.cls, None, (x,), kwargs=self.kwargs()))
         return out
+
+    def kwargs(self):
+        """Sometimes training=False, as when fine-tuning on a frozen base."""
+        return (("training", False),) if self.flag(6) else ()
 
     def flag(self, one_in):
         """True with probability about 1/one_in; shrinks to False."""
@@ -225,7 +233,7 @@ class _Gen:
                 config.append(("axis", 1))  # normalizes rows: may not cross pooling
             negative = self.draw(st.booleans()) and dict(config).get("scale", True)
             return self.add("BatchNormalization", "bn", [x], shape, config,
-                            negative_gamma=negative)
+                            negative_gamma=negative, kwargs=self.kwargs())
         if category == "act":
             cls, config = self.draw(st.sampled_from(ACTIVATIONS))
             if cls == "PReLU" and image and self.draw(st.booleans()):
@@ -297,12 +305,12 @@ class _Gen:
                 y = inner.conv_block(y, units=self.shape[x][-1], allow_pool=False)
             else:
                 y = inner.conv_block(y)
-        sequential = self.draw(st.booleans())
+        sequential = all(not c.kwargs for c in inner.calls) and self.draw(st.booleans())
         trainable = not self.flag(5)
         sub = ModelSpec(name, ((inp, self.shape[x]),), tuple(inner.calls), (y,), sequential,
                         trainable, shapes=tuple(inner.shape.items()))
         out = self.new_tensor(inner.shape[y])
-        self.calls.append(Call(out, name, "Model", None, (x,), sub=sub))
+        self.calls.append(Call(out, name, "Model", None, (x,), sub=sub, kwargs=self.kwargs()))
         return out
 
     def shared(self, x):
@@ -372,7 +380,8 @@ class _Gen:
 def _is_chain(spec: ModelSpec) -> bool:
     previous = spec.inputs[0][0]
     for c in spec.calls:
-        if c.config is None and c.sub is None or c.cls == "ops.add" or c.inputs != (previous,):
+        if (c.config is None and c.sub is None or c.cls == "ops.add" or c.kwargs
+                or c.inputs != (previous,)):
             return False
         previous = c.out
     return len(spec.inputs) == 1 and spec.outputs == (previous,)
@@ -436,7 +445,7 @@ def _build(spec: ModelSpec, made: dict):
             if c.cls == "ops.add":
                 tensors[c.out] = layer(*args)
             else:
-                tensors[c.out] = layer(args if len(args) > 1 else args[0])
+                tensors[c.out] = layer(args if len(args) > 1 else args[0], **dict(c.kwargs))
             _check_shape(spec, c.out, tensors[c.out])
         ins = [tensors[n] for n, _ in spec.inputs]
         outs = [tensors[n] for n in spec.outputs]

@@ -165,7 +165,9 @@ def test_reorder_sorts_every_run_keeps_weights_and_is_idempotent(spec, order, sp
     assert output_shapes(new) == output_shapes(model)
     # Every run is sorted, but for those the pass says it left alone (a layer whose weights
     # or noise_shape fit one side of a pooling layer only): they stay exactly as they were.
-    skipped = {c.layer.split(":")[0] for c in report.changes if c.action == "skipped"
+    layer_of = {n: d["spec"].name for g in iter_graphs(to_graph(model))
+                for n, d in g.nodes(data=True) if d["spec"] is not None}  # node id -> name
+    skipped = {layer_of[c.layer] for c in report.changes if c.action == "skipped"
                and not c.detail.startswith("fused activation")}
     left = unsorted_runs(new, order)
     assert {anchor for _, anchor, _ in left} <= skipped, left
