@@ -95,35 +95,39 @@ class LayerSpec:
         return LayerSpec(**fields)
 
 
+def map_structure(structure, fn):
+    """Apply `fn` to every leaf of nested lists, tuples and dicts; keep the containers.
+
+    The one walker for call arguments and input/output structures (to_graph and to_model).
+    """
+    if isinstance(structure, (list, tuple)):
+        items = [map_structure(x, fn) for x in structure]
+        if hasattr(structure, "_fields"):  # a namedtuple takes its fields positionally
+            return type(structure)(*items)
+        return type(structure)(items)
+    if isinstance(structure, dict):
+        return {k: map_structure(v, fn) for k, v in structure.items()}
+    return fn(structure)
+
+
 def _replace_tensors(structure, tensors):
     """Replace each KerasTensor in a nested args structure by a Slot; collect them in order."""
-    if isinstance(structure, _keras.KerasTensor):
-        tensors.append(structure)
-        return Slot(len(tensors) - 1)
-    if isinstance(structure, (list, tuple)):
-        items = [_replace_tensors(x, tensors) for x in structure]
-        return type(structure)(items) if type(structure) in (list, tuple) else items
-    if isinstance(structure, dict):
-        return {k: _replace_tensors(v, tensors) for k, v in structure.items()}
-    return structure
+    def to_slot(x):
+        if isinstance(x, _keras.KerasTensor):
+            tensors.append(x)
+            return Slot(len(tensors) - 1)
+        return x
+
+    return map_structure(structure, to_slot)
 
 
 def _index_structure(structure, tensors):
     """Like `_replace_tensors` for input/output structures: leaves become positions."""
-    return _structure_map(structure, lambda t: _append(tensors, t))
+    def to_position(x):
+        tensors.append(x)
+        return len(tensors) - 1
 
-
-def _append(items, item):
-    items.append(item)
-    return len(items) - 1
-
-
-def _structure_map(structure, fn):
-    if isinstance(structure, (list, tuple)):
-        return type(structure)(_structure_map(x, fn) for x in structure)
-    if isinstance(structure, dict):
-        return {k: _structure_map(v, fn) for k, v in structure.items()}
-    return fn(structure)
+    return map_structure(structure, to_position)
 
 
 def to_graph(model) -> nx.MultiDiGraph:
@@ -241,19 +245,8 @@ def _free_id(node_id: str, taken) -> str:
 def slots_of(call_args) -> list[Slot]:
     """Every Slot in a call's (args, kwargs) template, in no particular order."""
     found = []
-    _structure_walk(call_args, lambda x: found.append(x) if isinstance(x, Slot) else None)
+    map_structure(call_args, lambda x: found.append(x) if isinstance(x, Slot) else None)
     return found
-
-
-def _structure_walk(structure, fn):
-    if isinstance(structure, (list, tuple)):
-        for x in structure:
-            _structure_walk(x, fn)
-    elif isinstance(structure, dict):
-        for x in structure.values():
-            _structure_walk(x, fn)
-    else:
-        fn(structure)
 
 
 def iter_graphs(graph: nx.MultiDiGraph) -> Iterator[nx.MultiDiGraph]:

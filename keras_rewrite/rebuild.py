@@ -15,7 +15,7 @@ import networkx as nx
 
 from . import _keras, checks
 from .errors import RebuildError
-from .graph import Slot, iter_graphs, topological_order
+from .graph import Slot, iter_graphs, map_structure, topological_order
 from .report import Report
 from .weights import transfer_weights
 
@@ -44,16 +44,6 @@ def to_model(graph: nx.MultiDiGraph, *, report: Report | None = None,
     return model
 
 
-def _fill(structure, tensors_by_slot):
-    if isinstance(structure, Slot):
-        return tensors_by_slot[structure.index]
-    if isinstance(structure, (list, tuple)):
-        return type(structure)(_fill(x, tensors_by_slot) for x in structure)
-    if isinstance(structure, dict):
-        return {k: _fill(v, tensors_by_slot) for k, v in structure.items()}
-    return structure
-
-
 class _Rebuilder:
     def __init__(self, report: Report):
         self.report = report
@@ -79,7 +69,8 @@ class _Rebuilder:
         spec = data["spec"]
         layer = self.layer_for(spec)
         first_build = spec.subgraph is None and not getattr(layer, "built", True)
-        args, kwargs = _fill(data["call_args"], inputs)
+        args, kwargs = map_structure(
+            data["call_args"], lambda x: inputs[x.index] if isinstance(x, Slot) else x)
         init = (_keras.zero_initializers(layer) if first_build and spec.source is not None
                 else contextlib.nullcontext())
         try:
@@ -122,8 +113,8 @@ class _Rebuilder:
             outputs.append(produced[producer][edge["tensor_index"]])
         inputs = [produced[n][0] for n in graph.graph["inputs"]]
         model = keras.Model(
-            inputs=_unindex(graph.graph["input_structure"], inputs),
-            outputs=_unindex(graph.graph["output_structure"], outputs),
+            inputs=map_structure(graph.graph["input_structure"], inputs.__getitem__),
+            outputs=map_structure(graph.graph["output_structure"], outputs.__getitem__),
             name=graph.graph["name"],
         )
         _keras.set_own_trainable(model, graph.graph.get("trainable", True))
@@ -175,11 +166,3 @@ def _is_chain(graph) -> bool:
         if data["kind"] != "output" and graph.out_degree(node_id) != 1:
             return False
     return True
-
-
-def _unindex(structure, items):
-    if isinstance(structure, (list, tuple)):
-        return type(structure)(_unindex(x, items) for x in structure)
-    if isinstance(structure, dict):
-        return {k: _unindex(v, items) for k, v in structure.items()}
-    return items[structure]
