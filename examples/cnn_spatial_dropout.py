@@ -21,7 +21,7 @@ import keras
 from keras import layers
 
 import keras_rewrite
-from seed_models import build_cnn
+from seed_models import add_cnn_head, build_cnn
 
 PASSES = ["l2", "spatial_dropout", "reorder"]
 
@@ -36,15 +36,7 @@ def build_proposed_cnn(input_shape=(32, 32, 3), num_classes=10):
         model.add(layers.BatchNormalization())
         model.add(layers.Activation("relu"))
         model.add(layers.MaxPooling2D(pool_size=(2, 2)))
-    model.add(layers.Flatten())
-    model.add(layers.Dense(512))
-    model.add(layers.BatchNormalization())
-    model.add(layers.Activation("relu"))
-    model.add(layers.Dropout(0.4))
-    model.add(layers.Dense(num_classes))
-    model.add(layers.Activation("softmax"))
-    model.compile(optimizer="adam", loss="categorical_crossentropy", metrics=["accuracy"])
-    return model
+    return add_cnn_head(model, num_classes)
 
 
 def describe(layer) -> str:

@@ -45,6 +45,11 @@ def build_cnn(input_shape=(32, 32, 3), num_classes=10, compile=True):
             model.add(layers.Activation("relu"))
         model.add(layers.MaxPooling2D(pool_size=(2, 2)))
         model.add(layers.Dropout(0.2))
+    return add_cnn_head(model, num_classes, compile)
+
+
+def add_cnn_head(model, num_classes=10, compile=True):
+    """The seed CNN's classifier: Flatten - Dense(512) - BN - ReLU - Dropout(0.4) - Dense - softmax."""
     model.add(layers.Flatten())
     model.add(layers.Dense(512))
     model.add(layers.BatchNormalization())
