@@ -16,8 +16,8 @@ def transfer_weights(spec, layer) -> LayerWeights:
     record = LayerWeights(layer.name, type(layer).__name__)
     source = spec.source
     if source is None or not isinstance(source, _keras.Layer):
-        for (name, _), _var in zip(_keras.variable_key_list(layer), layer.weights):
-            record.new.append((name, "new layer, no original to copy from"))
+        for key in _keras.variable_key_list(layer):
+            record.new.append((_weight_label(key), "new layer, no original to copy from"))
         return record
     old = dict(zip(_keras.variable_key_list(source), source.weights))
     used = set()
