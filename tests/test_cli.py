@@ -5,6 +5,7 @@ proves what many bad files do. The rest (argument values, plans, usage errors, t
 report) runs in-process through `cli.main` or the functions behind it.
 """
 import ast
+import errno
 import io as stdio
 import os
 import pathlib
@@ -611,3 +612,26 @@ def test_main_module_runs_main():
     source = (pathlib.Path(cli.__file__).parent / "__main__.py").read_text()
     assert "sys.exit(main())" in source
     assert os.path.basename(cli.__file__) == "cli.py"
+
+
+def test_disk_full_while_writing_keeps_input_and_existing_output(files, tmp_path, capsys,
+                                                                  monkeypatch):
+    # Simulated ENOSPC: the save writes part of the file, then the disk is full.
+    (src,) = copy(files, tmp_path, "reorderable.keras")
+    existing = tmp_path / "out.keras"
+    existing.write_bytes(b"the previous output, which must survive")
+    input_bytes = src.read_bytes()
+
+    def save_until_disk_full(self, filepath, *args, **kwargs):
+        with open(filepath, "wb") as f:
+            f.write(b"PK\x03\x04 partial")
+        raise OSError(errno.ENOSPC, "No space left on device", str(filepath))
+
+    monkeypatch.setattr(keras.Model, "save", save_until_disk_full)
+    code, out, err = call(["convert", "reorderable.keras", "-o", "out.keras", "--force",
+                           "--l2", "1e-4"], capsys, tmp_path, monkeypatch)
+    assert code == cli.EXIT_OUTPUT
+    assert err.count("\n") == 1 and "No space left on device" in err and "Traceback" not in err
+    assert existing.read_bytes() == b"the previous output, which must survive"
+    assert src.read_bytes() == input_bytes
+    assert listing(tmp_path) == ["out.keras", "reorderable.keras"]  # no temporary file left
