@@ -5,8 +5,11 @@ Defaults only, so a user who asks for TensorFlow's logs still gets them. Some no
 stub's "Could not find cuda drivers") are printed before logging starts and ignore every
 variable; for those, file descriptor 2 points at /dev/null while TensorFlow is imported, and
 is restored right after (Python exceptions raised by the import still reach the caller).
+This happens on every backend where TensorFlow is installed: on JAX, Keras imports
+TensorFlow itself later (for its data pipeline in `fit`), and the notices would appear then.
 Set KERAS_REWRITE_TF_LOGS=1 to see everything.
 """
+import importlib.util
 import logging
 import os
 import sys
@@ -20,7 +23,7 @@ if not _SHOW:
 
 
 def _import_backend_quietly():
-    if _SHOW or "tensorflow" in sys.modules or os.environ["KERAS_BACKEND"] != "tensorflow":
+    if _SHOW or "tensorflow" in sys.modules or importlib.util.find_spec("tensorflow") is None:
         return
     try:
         sys.stderr.flush()
