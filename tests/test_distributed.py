@@ -3,6 +3,7 @@
 Logical devices must be configured before TensorFlow initializes its devices, which other
 tests in this process have already done, so the check runs in a fresh interpreter.
 """
+import os
 import subprocess
 import sys
 import textwrap
@@ -49,3 +50,39 @@ def test_rewrite_under_mirrored_strategy_keeps_the_strategy_and_fits():
     assert lines["SAME"] == "True"
     assert lines["FIT"] == "True"
     assert lines["CALLBACK"] == "True True True", lines["CALLBACK"]
+
+
+KERAS_DISTRIBUTION_SCRIPT = textwrap.dedent("""
+    import keras_rewrite, keras, numpy as np
+    from keras import layers
+    devices = keras.distribution.list_devices("cpu")
+    keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices))
+    model = keras.Sequential([keras.Input((6, 6, 2)), layers.Conv2D(3, 3), layers.Dropout(0.2),
+                              layers.Flatten(), layers.Dense(1)])
+    model.compile(optimizer="sgd", loss="mse")
+    x = np.random.default_rng(0).random((8, 6, 6, 2), dtype="float32")
+    y = np.zeros((8, 1), "float32")
+    new = keras_rewrite.rewrite(model, ["l2", "spatial_dropout"])
+    sharding = new.layers[0].kernel.value.sharding
+    print("DEVICES", len(devices), len(sharding.device_set))
+    print("SAME", bool(np.array_equal(model.predict(x, verbose=0), new.predict(x, verbose=0))))
+    history = new.fit(x, y, batch_size=4, epochs=1, verbose=0,
+                      callbacks=[keras_rewrite.RewriteCallback(["l2"])])
+    print("FIT", np.isfinite(history.history["loss"][0]), float(sum(new.losses)) > 0)
+""")
+
+
+@pytest.mark.slow
+def test_rewrite_under_keras_data_parallel_on_jax():
+    # Keras's own distribution API is implemented for JAX; it is global, so variables the
+    # rebuild creates are laid out by it with nothing special in keras_rewrite.
+    pytest.importorskip("jax", reason="install the test extras: pip install -e '.[test]'")
+    env = dict(os.environ, KERAS_BACKEND="jax",
+               XLA_FLAGS="--xla_force_host_platform_device_count=2")
+    run = subprocess.run([sys.executable, "-c", KERAS_DISTRIBUTION_SCRIPT], env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    lines = dict(line.split(" ", 1) for line in run.stdout.splitlines() if " " in line)
+    assert lines["DEVICES"] == "2 2"
+    assert lines["SAME"] == "True"
+    assert lines["FIT"] == "True True"
