@@ -17,7 +17,7 @@ from . import _keras, checks
 from .errors import RebuildError
 from .graph import Slot, iter_graphs, map_structure, topological_order
 from .report import Report
-from .weights import transfer_weights
+from .weights import initialize_new_weights, transfer_weights
 
 
 def to_model(graph: nx.MultiDiGraph, *, report: Report | None = None,
@@ -71,8 +71,8 @@ class _Rebuilder:
         first_build = spec.subgraph is None and not getattr(layer, "built", True)
         args, kwargs = map_structure(
             data["call_args"], lambda x: inputs[x.index] if isinstance(x, Slot) else x)
-        init = (_keras.zero_initializers(layer) if first_build and spec.source is not None
-                else contextlib.nullcontext())
+        zeroed = first_build and spec.source is not None
+        init = _keras.zero_initializers(layer) if zeroed else contextlib.nullcontext()
         try:
             with init:
                 outputs = layer(*args, **kwargs)
@@ -85,7 +85,9 @@ class _Rebuilder:
         if (spec.subgraph is None and isinstance(layer, keras.layers.Layer)
                 and layer.name not in self.report.layers):
             # Every rebuilt layer is reported, weightless ones too (built at creation).
-            self.report.layers[layer.name] = transfer_weights(spec, layer)
+            record = self.report.layers[layer.name] = transfer_weights(spec, layer)
+            if zeroed:
+                initialize_new_weights(spec, layer, record)
         return keras.tree.flatten(outputs)
 
     def build(self, graph):
@@ -139,10 +141,13 @@ class _Rebuilder:
             except Exception as exc:
                 raise RebuildError(f"Sequential model '{graph.graph['name']}' could not be "
                                    f"rebuilt: {type(exc).__name__}: {exc}") from exc
+        zeroed = {id(layer) for spec, layer in fresh if spec.source is not None}
         for spec, layer in zip(specs, layers):
             if (spec.subgraph is None and isinstance(layer, keras.layers.Layer)
-                and layer.name not in self.report.layers):
-                self.report.layers[layer.name] = transfer_weights(spec, layer)
+                    and layer.name not in self.report.layers):
+                record = self.report.layers[layer.name] = transfer_weights(spec, layer)
+                if id(layer) in zeroed:
+                    initialize_new_weights(spec, layer, record)
         _keras.set_own_trainable(model, graph.graph.get("trainable", True))
         shapes = {input_id: [tuple(input_layer.output.shape)]}
         for node_id, layer in zip(chain, layers):

@@ -53,3 +53,29 @@ def transfer_weights(spec, layer) -> LayerWeights:
 def _weight_label(key) -> str:
     name, occurrence = key
     return name if occurrence == 0 else f"{name}#{occurrence}"
+
+
+def initialize_new_weights(spec, layer, record: LayerWeights) -> None:
+    """Give the weights `record` lists as new their layer's own initial values.
+
+    The rebuild builds layers with zero initializers, since carried-over values overwrite
+    them. A weight that was not carried over (its shape changed, or the original had none)
+    must not stay zero: a twin of the layer is built from the same config and build shapes
+    (with its real initializers) and those weights are copied from it. Only layers with new
+    weights pay for this.
+    """
+    new = {name for name, _ in record.new}
+    if not new:
+        return
+    try:
+        twin = _keras.new_operation(spec.cls, spec.config, spec.source)
+        twin.build_from_config(layer.get_build_config())
+    except Exception as exc:
+        raise WeightTransferError(
+            f"layer '{layer.name}': could not draw initial values for its new weights "
+            f"{sorted(new)} (building a twin of the layer failed: {type(exc).__name__}: "
+            f"{exc})") from exc
+    twin_weights = dict(zip(_keras.variable_key_list(twin), twin.weights))
+    for key, variable in zip(_keras.variable_key_list(layer), layer.weights):
+        if _weight_label(key) in new:
+            variable.assign(twin_weights[key].value)

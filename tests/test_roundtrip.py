@@ -228,6 +228,12 @@ def test_weights_that_no_longer_fit_are_left_new_with_the_reason():
     assert ("kernel", "shape changed: original (4, 3), now (4, 5)") in report.layer("hidden").new
     assert report.layer("head").carried == ["bias"]
     np.testing.assert_array_equal(new.get_layer("head").bias, model.get_layer("head").bias)
+    # New weights are drawn from the layer's own initializers (Glorot uniform for these
+    # kernels), not left at the zeros the fast build path starts from.
+    for layer, fan_in, fan_out in ((new.get_layer("hidden"), 4, 5), (new.get_layer("head"), 5, 2)):
+        kernel = np.asarray(layer.kernel)
+        limit = np.sqrt(6 / (fan_in + fan_out))
+        assert np.all(np.abs(kernel) <= limit) and np.std(kernel) > limit / 10, layer.name
 
 
 def test_output_shape_change_names_the_first_changed_layer():
@@ -310,3 +316,20 @@ def test_training_the_copy_leaves_the_original_untouched():
     copy_before = model_fingerprint(copy)
     model.fit(x, y, epochs=1, batch_size=4, verbose=0)
     assert model_fingerprint(copy) == copy_before
+
+
+def test_sequential_weights_that_no_longer_fit_get_their_initializer():
+    model = keras.Sequential([keras.Input((4,)), layers.Dense(3, name="first"),
+                              layers.Dense(2, name="second", bias_initializer="ones")])
+
+    def widen_first(graph):
+        graph.nodes["first"]["spec"].config["units"] = 6
+        graph.nodes["first"]["output_shapes"] = None
+        return keras_rewrite.PassResult("widen_first", modified=True)
+
+    result = keras_rewrite.rewrite_with_report(model, [widen_first])
+    assert isinstance(result.model, keras.Sequential)
+    second = result.model.get_layer("second")
+    assert [name for name, _ in result.report.layer("second").new] == ["kernel"]
+    assert np.std(np.asarray(second.kernel)) > 0.05  # drawn (Glorot), not left at zero
+    np.testing.assert_array_equal(second.bias, model.get_layer("second").bias)
