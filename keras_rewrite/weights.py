@@ -20,14 +20,26 @@ def transfer_weights(spec, layer) -> LayerWeights:
             record.new.append((_weight_label(key), "new layer, no original to copy from"))
         return record
     old = dict(zip(_keras.variable_key_list(source), source.weights))
-    used = set()
+    pairs, unmatched = [], []
     for key, variable in zip(_keras.variable_key_list(layer), layer.weights):
-        original = old.get(key)
+        if key in old:
+            pairs.append((key, variable, key))
+        else:
+            unmatched.append((key, variable))
+    # A weight created without a name gets a process-wide number from Keras ("variable_18"),
+    # so names differ between the original and the rebuilt layer. Weights are created in the
+    # same order from the same config: pair the leftovers by position when the counts agree.
+    matched = {old_key for _, _, old_key in pairs}
+    leftover = [key for key in old if key not in matched]
+    if unmatched and len(unmatched) == len(leftover):
+        pairs.extend((key, variable, old_key)
+                     for (key, variable), old_key in zip(unmatched, leftover))
+        unmatched = []
+    used = set()
+    for key, variable, old_key in pairs:
+        original = old[old_key]
         name = _weight_label(key)
-        if original is None:
-            record.new.append((name, f"original layer '{source.name}' has no weight '{name}'"))
-            continue
-        used.add(key)
+        used.add(old_key)
         if tuple(original.shape) != tuple(variable.shape):
             record.new.append((name, f"shape changed: original {tuple(original.shape)}, "
                                      f"now {tuple(variable.shape)}"))
@@ -44,6 +56,9 @@ def transfer_weights(spec, layer) -> LayerWeights:
                 f"(expected shape {tuple(variable.shape)}, dtype {variable.dtype}; received "
                 f"shape {tuple(original.shape)}, dtype {original.dtype}): {exc}") from exc
         record.carried.append(name)
+    for key, _ in unmatched:
+        name = _weight_label(key)
+        record.new.append((name, f"original layer '{source.name}' has no weight '{name}'"))
     for key in old:
         if key not in used:
             record.dropped.append((_weight_label(key), "the rebuilt layer has no such weight"))
@@ -75,7 +90,12 @@ def initialize_new_weights(spec, layer, record: LayerWeights) -> None:
             f"layer '{layer.name}': could not draw initial values for its new weights "
             f"{sorted(new)} (building a twin of the layer failed: {type(exc).__name__}: "
             f"{exc})") from exc
-    twin_weights = dict(zip(_keras.variable_key_list(twin), twin.weights))
-    for key, variable in zip(_keras.variable_key_list(layer), layer.weights):
+    if len(twin.weights) != len(layer.weights):
+        raise WeightTransferError(
+            f"layer '{layer.name}': a twin built from the same config has "
+            f"{len(twin.weights)} weights; expected {len(layer.weights)}")
+    # Same config, same construction order: the twin's weights line up by position (names
+    # of unnamed weights differ, see transfer_weights).
+    for key, variable, drawn in zip(_keras.variable_key_list(layer), layer.weights, twin.weights):
         if _weight_label(key) in new:
-            variable.assign(twin_weights[key].value)
+            variable.assign(drawn.value)

@@ -25,7 +25,12 @@ def test_application_identity_rewrite(name):
     build, shape = APPLICATIONS[name]
     model = build(weights=None, input_shape=shape, classes=10)
     before = model_fingerprint(model)
-    copy = keras_rewrite.rewrite(model)
+    result = keras_rewrite.rewrite_with_report(model)
+    copy = result.model
+    # Every weight carried over, not re-drawn (an untrained model's fresh values can equal
+    # the original's by coincidence, e.g. ConvNeXt's constant layer-scale init).
+    assert result.report.weights_carried == len(model.weights)
+    assert result.report.weights_new == 0 and result.report.weights_dropped == 0
     x = np.random.default_rng(0).random((2, *shape), dtype="float32")
     assert_identical_copy(model, copy, x)
     assert model_fingerprint(model) == before

@@ -333,3 +333,23 @@ def test_sequential_weights_that_no_longer_fit_get_their_initializer():
     assert [name for name, _ in result.report.layer("second").new] == ["kernel"]
     assert np.std(np.asarray(second.kernel)) > 0.05  # drawn (Glorot), not left at zero
     np.testing.assert_array_equal(second.bias, model.get_layer("second").bias)
+
+
+class UnnamedScale(layers.Layer):
+    """Like ConvNeXt's LayerScale: its weight has no name, so Keras numbers it globally."""
+
+    def build(self, input_shape):
+        self.gamma = self.add_weight(shape=(input_shape[-1],), initializer="ones")
+
+    def call(self, x):
+        return x * self.gamma
+
+
+def test_unnamed_weights_are_carried_over():
+    inputs = keras.Input((3,))
+    model = keras.Model(inputs, UnnamedScale(name="scale")(inputs))
+    model.get_layer("scale").gamma.assign([2.0, 3.0, 4.0])  # "trained": not the initial value
+    layers.Dense(2)(inputs)  # more unnamed-weight numbering happens in between
+    result = keras_rewrite.rewrite_with_report(model)
+    np.testing.assert_array_equal(result.model.get_layer("scale").gamma, [2.0, 3.0, 4.0])
+    assert len(result.report.layer("scale").carried) == 1 and result.report.weights_new == 0
