@@ -18,8 +18,11 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 _SHOW = os.environ.get("KERAS_REWRITE_TF_LOGS") == "1"
 
 if not _SHOW:
+    # Only the log level. TF_ENABLE_ONEDNN_OPTS=0 would also hide the oneDNN notice, but it
+    # changes what TensorFlow can run (a channels_first Conv2D has no CPU kernel without
+    # oneDNN): a library must not change the backend's numerics or capabilities to hide a
+    # log line. The notice is printed while fd 2 points at /dev/null (below) instead.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
 
 def _import_backend_quietly():
