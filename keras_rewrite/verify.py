@@ -1,0 +1,511 @@
+"""Prove that one model is another: what a rewrite changed, not only its predictions.
+
+A written file can predict exactly like the rewritten model and still not hold the rewrite:
+regularizers only act in training, so a file that reloads without them predicts the same. That
+happens with classes that rebuild themselves from constructor arguments on load (KerasHub
+backbones: ``Backbone.from_config`` is ``cls(**config)``) and with custom layers whose
+sublayers' settings are not in their ``get_config``. So `compare_models` checks, layer by layer
+and sublayer by sublayer (at any depth):
+
+- the same layers, classes and order, by name;
+- every regularizer: the ``*_regularizer`` entries of each (sub)layer's config and the
+  regularizer attached to each variable (``variable.regularizer``, which is what Keras computes
+  the loss from), with its factor;
+- dtype policies, activations, lookup vocabularies;
+- the number of weights, their shapes, and their values bit for bit (compared by a SHA-256
+  hash, so a large model is never held twice);
+- predictions on a given batch, reusing outputs already computed for the expected model.
+
+    >>> import keras
+    >>> inputs = keras.Input((3,), name="x")
+    >>> a = keras.Model(inputs, keras.layers.Dense(2, kernel_regularizer="l2", name="d")(inputs))
+    >>> b = keras.models.clone_model(a)
+    >>> b.get_layer("d").kernel_regularizer = None
+    >>> b.set_weights(a.get_weights())
+    >>> print(compare_models(a, b).differences[0])
+    layer 'd': kernel_regularizer expected L2(0.01), received None
+
+`max_abs_difference` and `predict` are the project's one prediction comparison: the command
+line and the tests use them.
+
+Keras itself is imported inside the functions that need it, so importing this module is cheap.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import math
+
+from .errors import RewriteError
+
+__all__ = ["Difference", "Comparison", "ModelMismatchError", "LayerSummary", "ModelSummary",
+           "summarize", "compare_models", "check_same_model", "predict", "max_abs_difference",
+           "format_regularizer"]
+
+
+class ModelMismatchError(RewriteError, ValueError):
+    """Two models that should be the same are not (e.g. a written file and the model written).
+
+    Attributes:
+        differences: every `Difference` found, the first one in the message.
+        max_abs_difference: the largest absolute difference of the predictions, or None when
+            predictions were not compared.
+    """
+
+    def __init__(self, message, differences=(), max_abs_difference=None):
+        super().__init__(message)
+        self.differences = list(differences)
+        self.max_abs_difference = max_abs_difference
+
+
+@dataclasses.dataclass(frozen=True)
+class Difference:
+    """One way the received model differs from the expected one.
+
+    Attributes:
+        layer: the (sub)layer's path of names, such as ``"block/query"``; the model's own name
+            for the model itself.
+        what: what differs (``"kernel_regularizer"``, ``"class"``, ``"weight 'kernel'"``, ...).
+        expected: the expected value, as text.
+        received: the received value, as text.
+        kind: ``"layers"`` (missing, extra, reordered, another class), ``"config"``,
+            ``"weights"`` or ``"predictions"``.
+    """
+
+    layer: str
+    what: str
+    expected: str
+    received: str
+    kind: str = "config"
+
+    def __str__(self):
+        where = f"layer {self.layer!r}: " if self.layer else ""
+        what = f"{self.what} " if self.what else ""
+        return f"{where}{what}expected {self.expected}, received {self.received}"
+
+
+@dataclasses.dataclass
+class Comparison:
+    """What `compare_models` found. True when the models are the same.
+
+    Attributes:
+        differences: every difference, structure first, then configs, weights, predictions.
+        max_abs_difference: largest absolute difference of the predictions (None: not compared).
+        layers_compared: how many layers and sublayers were compared.
+    """
+
+    differences: list
+    max_abs_difference: float | None = None
+    layers_compared: int = 0
+
+    def __bool__(self):
+        return not self.differences
+
+    def message(self, prefix: str = "the models differ") -> str:
+        """One line: `prefix`, the first difference, and how many more there are."""
+        first, more = self.differences[0], len(self.differences) - 1
+        tail = f" (and {more} more difference{'s' if more != 1 else ''})" if more else ""
+        return f"{prefix}: {first}{tail}"
+
+    def raise_if_different(self, prefix: str = "the models differ") -> None:
+        """Raise `ModelMismatchError` with `message(prefix)` unless the models are the same."""
+        if self.differences:
+            raise ModelMismatchError(self.message(prefix), self.differences,
+                                     self.max_abs_difference)
+
+
+# --------------------------------------------------------------------------- summaries
+
+
+@dataclasses.dataclass
+class LayerSummary:
+    """What is compared of one layer or sublayer (values as short text, weights as hashes)."""
+
+    path: str
+    class_name: str
+    regularizers: dict  # config key -> text, e.g. {"kernel_regularizer": "L2(0.0001)"}
+    variable_regularizers: dict  # variable name -> text
+    dtype_policy: str | None
+    activation: str | None
+    vocabulary: str | None  # hash of a lookup layer's vocabulary
+    weights: list  # (variable name, shape, dtype, sha256 hex digest) of its own variables
+
+
+@dataclasses.dataclass
+class ModelSummary:
+    """Every layer and sublayer of a model, in order (see `summarize`)."""
+
+    name: str
+    layers: list  # LayerSummary, parents before their sublayers
+
+    @property
+    def num_weights(self) -> int:
+        return sum(len(layer.weights) for layer in self.layers)
+
+
+def summarize(model) -> ModelSummary:
+    """Walk `model` and every sublayer at any depth and record what `compare_models` checks.
+
+    A summary holds hashes, not weights: keep one of a large model to compare later without
+    holding its weights twice.
+    """
+    layers = []
+    for path, layer in _walk(model):
+        layers.append(_summarize_layer(path, layer))
+    return ModelSummary(model.name, layers)
+
+
+def _children(layer) -> list:
+    # The one private access of this module: Keras has no public way to list a layer's direct
+    # sublayers (models have `.layers`, plain layers nothing). It belongs with the other Keras
+    # internals in `_keras.py` (owned by the core; move it there when convenient).
+    try:
+        return list(layer._flatten_layers(include_self=False, recursive=False))
+    except Exception:
+        return []
+
+
+def _walk(model):
+    """(path, layer) for the model and each sublayer, depth first; a shared layer once."""
+    seen = set()
+
+    def visit(layer, path):
+        if id(layer) in seen:
+            return
+        seen.add(id(layer))
+        yield path, layer
+        for child in _children(layer):
+            yield from visit(child, f"{path}/{child.name}" if path else child.name)
+
+    yield from visit(model, "")
+
+
+def _summarize_layer(path, layer) -> LayerSummary:
+    import keras
+
+    config = None
+    if not isinstance(layer, keras.Model):  # a model's config is its layers', compared one by one
+        try:
+            config = layer.get_config()
+        except Exception:  # e.g. KerasHub's RMSNormalization after loading: read attributes
+            config = None
+    if isinstance(config, dict):
+        regularizers = {k: format_regularizer(v) for k, v in sorted(config.items())
+                        if k.endswith("_regularizer")}
+        activation = _activation_name(config["activation"]) if "activation" in config else None
+    else:
+        regularizers = {k: format_regularizer(v) for k, v in sorted(vars(layer).items())
+                        if k.endswith("_regularizer") and not k.startswith("_")}
+        activation = (_activation_name(layer.activation) if hasattr(layer, "activation")
+                      else None)
+    policy = getattr(layer, "dtype_policy", None)
+    own = _own_variables(layer)
+    counts = {}
+    variable_regularizers, weights = {}, []
+    for variable in own:
+        name = _unique(variable.name, counts)
+        variable_regularizers[name] = format_regularizer(getattr(variable, "regularizer", None))
+        weights.append((name,) + _fingerprint(variable))
+    return LayerSummary(
+        path=path or layer.name,
+        class_name=f"{type(layer).__module__}.{type(layer).__qualname__}",
+        regularizers=regularizers,
+        variable_regularizers=variable_regularizers,
+        dtype_policy=getattr(policy, "name", None) if policy is not None else None,
+        activation=activation,
+        vocabulary=_vocabulary_hash(layer),
+        weights=weights,
+    )
+
+
+def _unique(name, counts) -> str:
+    n = counts.get(name, 0)
+    counts[name] = n + 1
+    return name if n == 0 else f"{name}#{n}"
+
+
+def _own_variables(layer) -> list:
+    """The layer's variables that none of its sublayers holds, in `layer.weights` order."""
+    children = _children(layer)
+    if not children:
+        return list(layer.weights)
+    theirs = {id(v) for child in children for v in child.weights}
+    return [v for v in layer.weights if id(v) not in theirs]
+
+
+def _fingerprint(variable) -> tuple:
+    import keras
+    import numpy as np
+
+    value = np.ascontiguousarray(keras.ops.convert_to_numpy(variable))
+    digest = hashlib.sha256()
+    if value.dtype.hasobject:  # no raw bytes to hash
+        digest.update(repr(value.tolist()).encode())
+    else:
+        digest.update(memoryview(value).cast("B") if value.size else b"")
+    return tuple(value.shape), str(value.dtype), digest.hexdigest()
+
+
+def _vocabulary_hash(layer):
+    get_vocabulary = getattr(layer, "get_vocabulary", None)
+    if not callable(get_vocabulary):
+        return None
+    try:
+        vocabulary = get_vocabulary()
+    except Exception as exc:  # e.g. a lookup table that was never initialized
+        return f"unreadable ({type(exc).__name__})"
+    words = [w.decode() if isinstance(w, bytes) else str(w) for w in vocabulary]
+    digest = hashlib.sha256("\n".join(words).encode()).hexdigest()[:12]
+    return f"{len(words)} entries, sha256 {digest}"
+
+
+def format_regularizer(value) -> str:
+    """A regularizer (object, serialized dict, string or None) as short text.
+
+    >>> format_regularizer({"class_name": "L2", "config": {"l2": 1e-4}})
+    'L2(0.0001)'
+    >>> format_regularizer({"class_name": "L1L2", "config": {"l1": 0.0, "l2": 1e-4}})
+    'L1L2(l1=0.0, l2=0.0001)'
+    >>> format_regularizer(None)
+    'None'
+    """
+    if value is None:
+        return "None"
+    if isinstance(value, str):
+        return value
+    if not isinstance(value, dict):
+        import keras
+
+        try:
+            value = keras.regularizers.serialize(value)
+        except Exception:
+            return type(value).__name__
+        if not isinstance(value, dict):
+            return str(value)
+    class_name = value.get("class_name", "?")
+    config = value.get("config")
+    if not isinstance(config, dict):
+        return f"{class_name}({config!r})" if config is not None else class_name
+    if len(config) == 1:
+        return f"{class_name}({next(iter(config.values()))!r})"
+    return f"{class_name}({', '.join(f'{k}={v!r}' for k, v in sorted(config.items()))})"
+
+
+def _activation_name(value):
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, dict):  # a serialized function or layer
+        config = value.get("config")
+        return config if isinstance(config, str) else value.get("class_name", repr(value))
+    return getattr(value, "__name__", type(value).__name__)
+
+
+# --------------------------------------------------------------------------- comparing
+
+
+def compare_models(expected, received, x=None, expected_outputs=None, *,
+                   tolerance: float = 0.0) -> Comparison:
+    """Every difference between `expected` and `received`, which should be the same model.
+
+    Args:
+        expected: the reference: a `keras.Model` or its `summarize` result.
+        received: the model to check (e.g. reloaded from the written file).
+        x: a batch to compare predictions on (None: predictions are not compared).
+        expected_outputs: `predict(expected, x)` if already computed (it is then not
+            recomputed; required when `expected` is a summary and `x` is given).
+        tolerance: the largest absolute prediction difference accepted (0: bit-identical).
+
+    Returns:
+        A `Comparison`, true when nothing differs; its `differences` name the layer, what
+        differs, and the expected and received values.
+
+    Raises:
+        ValueError: `x` is given with a summary as `expected` but no `expected_outputs`.
+    """
+    want = expected if isinstance(expected, ModelSummary) else summarize(expected)
+    got = received if isinstance(received, ModelSummary) else summarize(received)
+    differences = _compare_layers(want, got)
+    largest = None
+    if x is not None:
+        if expected_outputs is None:
+            if isinstance(expected, ModelSummary):
+                raise ValueError("expected_outputs is required when `expected` is a summary; "
+                                 "received expected_outputs=None")
+            expected_outputs = predict(expected, x)
+        largest = max_abs_difference(expected_outputs, predict(received, x))
+        if largest > tolerance:
+            differences.append(Difference(
+                "", "predictions: largest absolute difference on the batch",
+                f"{tolerance:g}" if tolerance else "0", f"{largest:.3g}", kind="predictions"))
+    return Comparison(differences, largest, len(got.layers))
+
+
+def check_same_model(expected, received, x=None, expected_outputs=None, *,
+                     prefix: str = "the models differ", tolerance: float = 0.0) -> Comparison:
+    """`compare_models`, raising `ModelMismatchError` (one line: `prefix`: first difference)
+    when anything differs.
+
+    >>> import keras
+    >>> inputs = keras.Input((3,), name="x")
+    >>> a = keras.Model(inputs, keras.layers.Dense(2, name="d")(inputs))
+    >>> b = keras.models.clone_model(a)
+    >>> check_same_model(a, b, prefix="the copy is not the model")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    keras_rewrite.verify.ModelMismatchError: the copy is not the model: layer 'd': weight 'kernel' expected ...
+    """
+    comparison = compare_models(expected, received, x, expected_outputs, tolerance=tolerance)
+    comparison.raise_if_different(prefix)
+    return comparison
+
+
+def _compare_layers(want: ModelSummary, got: ModelSummary) -> list:
+    differences = []
+    want_by_path = {layer.path: layer for layer in want.layers}
+    got_by_path = {layer.path: layer for layer in got.layers}
+    # The model itself is matched whatever its name; sublayers by their path of names.
+    root_want, root_got = want.layers[0], got.layers[0]
+    pairs = [(root_want, root_got)]
+    for layer in want.layers[1:]:
+        if layer.path not in got_by_path:
+            differences.append(Difference(layer.path, "", f"{_a(_short(layer.class_name))} of "
+                                          "this name", "no such layer", kind="layers"))
+    for layer in got.layers[1:]:
+        if layer.path not in want_by_path:
+            differences.append(Difference(layer.path, "", "no such layer",
+                                          _a(_short(layer.class_name)), kind="layers"))
+    common_want = [l.path for l in want.layers[1:] if l.path in got_by_path]
+    common_got = [l.path for l in got.layers[1:] if l.path in want_by_path]
+    if common_want != common_got:
+        differences.append(_first_moved(common_want, common_got))
+    pairs += [(want_by_path[p], got_by_path[p]) for p in common_want]
+
+    weight_differences = []
+    for a, b in pairs:
+        differences.extend(_compare_layer(a, b))
+        weight_differences.extend(_compare_weights(a, b))
+    if want.num_weights != got.num_weights:
+        differences.append(Difference("", "number of weights", str(want.num_weights),
+                                      str(got.num_weights), kind="weights"))
+    return differences + weight_differences
+
+
+def _first_moved(want: list, got: list) -> Difference:
+    for i, (a, b) in enumerate(zip(want, got)):
+        if a != b:
+            j = got.index(a)
+            return Difference(a, "position", _position(want, i), _position(got, j), kind="layers")
+    raise ValueError("expected two different orders")  # unreachable: the lists differ
+
+
+def _position(order, i) -> str:
+    return f"after {order[i - 1]!r}" if i else "first"
+
+
+def _a(noun: str) -> str:
+    return f"{'an' if noun[:1].lower() in 'aeiou' else 'a'} {noun}"
+
+
+def _short(class_name: str) -> str:
+    return class_name.rsplit(".", 1)[-1]
+
+
+def _compare_layer(a: LayerSummary, b: LayerSummary) -> list:
+    out = []
+    label = a.path
+    if a.class_name != b.class_name:
+        same_short = _short(a.class_name) == _short(b.class_name)
+        out.append(Difference(label, "class", a.class_name if same_short else _short(a.class_name),
+                              b.class_name if same_short else _short(b.class_name),
+                              kind="layers"))
+    for key in sorted(set(a.regularizers) | set(b.regularizers)):
+        ea, eb = a.regularizers.get(key, "None"), b.regularizers.get(key, "None")
+        if ea != eb:
+            out.append(Difference(label, key, ea, eb))
+    for name in a.variable_regularizers:
+        if name in b.variable_regularizers:
+            ea, eb = a.variable_regularizers[name], b.variable_regularizers[name]
+            if ea != eb:
+                out.append(Difference(label, f"regularizer of the variable {name!r}", ea, eb))
+    for what, ea, eb in (("dtype policy", a.dtype_policy, b.dtype_policy),
+                         ("activation", a.activation, b.activation),
+                         ("vocabulary", a.vocabulary, b.vocabulary)):
+        if ea != eb:
+            out.append(Difference(label, what, str(ea), str(eb)))
+    return out
+
+
+def _compare_weights(a: LayerSummary, b: LayerSummary) -> list:
+    out = []
+    if len(a.weights) != len(b.weights):
+        out.append(Difference(a.path, "number of weights", str(len(a.weights)),
+                              str(len(b.weights)), kind="weights"))
+    got = {w[0]: w for w in b.weights}
+    for name, shape, dtype, digest in a.weights:
+        if name not in got:
+            if len(a.weights) == len(b.weights):
+                out.append(Difference(a.path, f"weight {name!r}", "present", "missing",
+                                      kind="weights"))
+            continue
+        _, shape_b, dtype_b, digest_b = got[name]
+        if shape != shape_b:
+            out.append(Difference(a.path, f"shape of weight {name!r}", str(shape),
+                                  str(shape_b), kind="weights"))
+        elif dtype != dtype_b:
+            out.append(Difference(a.path, f"dtype of weight {name!r}", dtype, dtype_b,
+                                  kind="weights"))
+        elif digest != digest_b:
+            out.append(Difference(a.path, f"weight {name!r}", f"sha256 {digest[:12]}",
+                                  f"sha256 {digest_b[:12]} (other values)", kind="weights"))
+    return out
+
+
+# --------------------------------------------------------------------------- predictions
+
+
+def predict(model, x):
+    """The model's inference outputs on `x` (``training=False``), in the model's own output
+    structure (an array, a list, or a dict), as NumPy arrays.
+
+    Calling the model directly avoids `Model.predict`'s tracing and batching.
+    """
+    import keras
+
+    return keras.tree.map_structure(keras.ops.convert_to_numpy, model(x, training=False))
+
+
+def max_abs_difference(a, b) -> float:
+    """The largest absolute difference between two nested structures of outputs.
+
+    Dicts are matched by key, lists and tuples by position. NaN where both are NaN counts as
+    equal; inf when keys, lengths, shapes or a NaN differ. Arrays of strings or bytes count
+    0 when equal, else inf.
+
+    >>> import numpy as np
+    >>> max_abs_difference({"a": np.zeros(2), "b": np.ones(2)}, {"b": np.ones(2), "a": np.full(2, .5)})
+    0.5
+    >>> max_abs_difference({"a": np.zeros(2)}, {"b": np.zeros(2)})
+    inf
+    """
+    import numpy as np
+
+    if isinstance(a, dict) or isinstance(b, dict):
+        if not (isinstance(a, dict) and isinstance(b, dict)) or set(a) != set(b):
+            return math.inf
+        return max((max_abs_difference(a[k], b[k]) for k in a), default=0.0)
+    if isinstance(a, (list, tuple)) or isinstance(b, (list, tuple)):
+        if not (isinstance(a, (list, tuple)) and isinstance(b, (list, tuple))) or \
+                len(a) != len(b):
+            return math.inf
+        return max((max_abs_difference(u, v) for u, v in zip(a, b)), default=0.0)
+    u, v = np.asarray(a), np.asarray(b)
+    if u.shape != v.shape:
+        return math.inf
+    if not u.size:
+        return 0.0
+    if u.dtype.kind not in "biufc" or v.dtype.kind not in "biufc":
+        return 0.0 if np.array_equal(u, v) else math.inf
+    u64, v64 = u.astype("float64"), v.astype("float64")
+    both_nan = np.isnan(u64) & np.isnan(v64)
+    diff = np.where(both_nan, 0.0, np.abs(u64 - v64))
+    return math.inf if np.isnan(diff).any() else float(np.max(diff))
