@@ -1,0 +1,73 @@
+"""The real-model zoo (tests/zoo.py): every check on every model, one test function per check.
+
+Slow (run in CI; ``-m "not slow"`` skips them). Each model is built once, by a module-scoped
+fixture parametrized over the zoo: pytest then runs all checks of one model before building
+the next, and drops it afterwards. The fit check trains a fresh build, so the shared model is
+never modified. A check that does not apply to a model is skipped with the reason.
+"""
+import pytest
+
+import zoo
+
+
+@pytest.fixture(scope="module", params=zoo.NAMES)
+def zoo_model(request):
+    name = request.param
+    zoo.get(name)  # built here, so a model that does not build errors all its checks at once
+    yield name
+    zoo.clear_cache()
+
+
+def _run(check, name, tmp_path=None):
+    try:
+        zoo.run_check(check, name, tmp_path)
+    except zoo.NotApplicable as exc:
+        pytest.skip(f"{name}: {check} does not apply: {exc}")
+
+
+@pytest.mark.slow
+def test_zoo_is_complete():
+    sources = {}
+    for entry in zoo.ZOO.values():
+        sources[entry.source] = sources.get(entry.source, 0) + 1
+    assert len(zoo.ZOO) >= 45, sources
+    assert sources["KerasHub"] >= 15, sources
+    assert sources["keras.applications"] >= 14, sources
+    assert sources["preprocessing"] == 5, sources
+
+
+@pytest.mark.slow
+def test_identity_rewrite_is_exact(zoo_model):
+    """rewrite(model): same class, bit-identical outputs (dict keys kept), same configs and
+    weights layer by layer."""
+    _run("identity", zoo_model)
+
+
+@pytest.mark.slow
+def test_all_passes(zoo_model):
+    """l2 + spatial_dropout + reorder run; outputs equal where the report says unchanged."""
+    _run("passes", zoo_model)
+
+
+@pytest.mark.slow
+def test_l2_covers_every_kernel(zoo_model):
+    """rewrite(model, ["l2"]) regularizes every trainable kernel, sublayers' included."""
+    _run("l2_coverage", zoo_model)
+
+
+@pytest.mark.slow
+def test_save_load_keeps_outputs_and_l2(zoo_model, tmp_path):
+    """The l2-rewritten model saved as .keras and loaded: same outputs, same L2 factors."""
+    _run("save_load", zoo_model, tmp_path)
+
+
+@pytest.mark.slow
+def test_fit_with_rewrite_callback(zoo_model):
+    """One fit step of a fresh build with RewriteCallback(["l2"])."""
+    _run("fit_callback", zoo_model)
+
+
+@pytest.mark.slow
+def test_cli_convert_and_lint(zoo_model, tmp_path):
+    """keras-rewrite convert --l2 1e-4 exits 0; keras-rewrite lint exits 0 or 1."""
+    _run("cli", zoo_model, tmp_path)
