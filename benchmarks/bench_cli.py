@@ -19,6 +19,7 @@ from pathlib import Path
 import keras_rewrite  # quiets TensorFlow
 import keras
 from keras_rewrite import io as krio
+from keras_rewrite import verify
 from keras_rewrite.cli import BATCH_SIZE
 
 CLI = [sys.executable, "-m", "keras_rewrite"]
@@ -67,11 +68,12 @@ def bench_end_to_end(tmp, repeat):
     new = timed("rewrite (3 passes)", lambda: keras_rewrite.rewrite(
         model, ["l2", "spatial_dropout", "reorder"]), rows)
     x = krio.random_batch(model, batch=BATCH_SIZE)
+    expected = verify.predict(new, x)
     timed(f"predict original + rewritten (batch of {BATCH_SIZE})", lambda: (
-        krio.predict(model, x), krio.predict(new, x)), rows)
+        verify.predict(model, x), verify.predict(new, x)), rows)
     timed("save", lambda: new.save(tmp / "step.keras"), rows)
-    timed("reload + predict (the output check)", lambda: krio.predict(
-        keras.saving.load_model(tmp / "step.keras"), x), rows)
+    timed("reload + compare (the output check)", lambda: verify.compare_models(
+        new, keras.saving.load_model(tmp / "step.keras"), x, expected), rows)
     table("Where convert's time goes (one process, after imports)", ["step", "s"], rows)
 
 

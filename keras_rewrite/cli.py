@@ -30,9 +30,9 @@ PROG = "keras-rewrite"
 EXIT_OK = 0  # success; lint found nothing
 EXIT_FINDINGS = 1  # lint found something; or, with several inputs, at least one failed
 EXIT_USAGE = 2  # bad command line: unknown option, invalid value, bad --passes file
-EXIT_INPUT = 3  # an input file is missing, unreadable, not a Keras model, or refused as unsafe
-EXIT_REWRITE = 4  # a pass or the rebuild failed (e.g. a --l2-layer pattern matching no layer)
-EXIT_OUTPUT = 5  # the output could not be written (exists, folder missing, reload check failed)
+EXIT_INPUT = 3  # an input is missing, unreadable, not a Keras model, refused, failed to load
+EXIT_REWRITE = 4  # a pass or the rebuild failed, or anything unexpected while rewriting
+EXIT_OUTPUT = 5  # the output could not be written (exists, folder, reload check, unexpected)
 EXIT_INTERRUPTED = 130  # Ctrl-C; no partial output is left
 
 EXIT_CODES_HELP = f"""\
@@ -41,11 +41,14 @@ exit status:
   {EXIT_FINDINGS}  lint found something; or, with several inputs, at least one input failed
      (each failure is an error line on stderr, and the summary counts them)
   {EXIT_USAGE}  usage error: unknown option, invalid value, unreadable --passes file
-  {EXIT_INPUT}  an input is missing, unreadable, not a Keras model, or refused by safe mode
+  {EXIT_INPUT}  an input is missing, unreadable, not a Keras model, or refused by safe mode;
+     or loading it failed unexpectedly
   {EXIT_REWRITE}  the rewrite failed (a pass or the rebuild; e.g. a pattern matching no layer),
-     or an unexpected internal error
+     or reading the model's graph, rewriting or predicting failed unexpectedly
   {EXIT_OUTPUT}  the output could not be written (exists without --force, folder missing or
-     not writable, written file did not reload identically); nothing was left behind
+     not writable, the written file did not reload as the rewritten model: layers,
+     regularizers, dtype policies, weights or predictions differ), or writing failed
+     unexpectedly; nothing was left behind
   {EXIT_INTERRUPTED}  interrupted (Ctrl-C); nothing was left behind
 """
 
@@ -452,7 +455,8 @@ class Progress:
 
 
 def error_line(message: str) -> str:
-    return f"{PROG}: error: {message}"
+    """``keras-rewrite: error: MESSAGE`` on one line, whatever MESSAGE holds."""
+    return f"{PROG}: error: {' '.join(str(message).split())}"
 
 
 def _fmt_diff(value: float) -> str:
@@ -498,18 +502,69 @@ def _load(session: Session, path: str):
         return io.load_model(path, safe_mode=session.safe_mode)
     except io.ModelFileError as exc:
         raise Failure(EXIT_INPUT, str(exc)) from exc
+    except Exception as exc:  # a bug of ours or a Keras surprise: still one line, status 3
+        raise Failure(EXIT_INPUT, unexpected(path, "while loading", exc)) from exc
+
+
+def unexpected(label: str, step: str, exc: BaseException) -> str:
+    """One line for an exception nobody raised on purpose: the file, the step, the layer
+    where known, the first paragraph of the message, and what to do."""
+    where = _layer_of(exc)
+    return (f"{label}: unexpected {type(exc).__name__} {step}{where}: {_first_paragraph(exc)}; "
+            "rerun with --verbose and report it")
+
+
+def _first_paragraph(exc: BaseException, limit: int = 240) -> str:
+    """The first paragraph of an exception's message on one line (Keras appends examples and
+    argument listings after a blank line; TensorFlow adds terminal colour codes)."""
+    import re
+
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip()
+    text = " ".join(re.split(r"\n\s*\n", text, maxsplit=1)[0].split()).rstrip(".")
+    text = text or "(no message)"
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def _layer_of(exc: BaseException) -> str:
+    """`` in layer 'name' (Class)`` for the innermost layer the traceback passed through, or
+    `` in a Class layer`` from Keras's "Exception encountered when calling Class.call()"."""
+    import re
+
+    try:
+        import keras
+    except Exception:
+        return ""
+    chain, seen = [], exc
+    while seen is not None and len(chain) < 10:
+        chain.append(seen)
+        seen = seen.__cause__ or seen.__context__
+    for link in chain:
+        frames, tb = [], link.__traceback__
+        while tb is not None:
+            frames.append(tb.tb_frame)
+            tb = tb.tb_next
+        for frame in reversed(frames):  # innermost first
+            for name in ("self", "layer", "operation"):
+                value = frame.f_locals.get(name)
+                if isinstance(value, keras.layers.Layer) and not isinstance(value, keras.Model):
+                    return f" in layer {value.name!r} ({type(value).__name__})"
+    found = re.search(r"Exception encountered when calling (\w+)\.call\(\)",
+                      " ".join(str(link) for link in chain))
+    return f" in a {found.group(1)} layer" if found else ""
 
 
 def _convert_one(session: Session, job: Job, specs, args, batch: bool) -> str:
     """Convert one input: print its full report unless in a batch; return its result line.
 
     Raises:
-        Failure: with the exit status of the step that failed.
+        Failure: with the exit status of the step that failed: loading 3, rewriting (and
+            predicting on the random batch) 4, writing and the reload check 5.
     """
     from . import dot, io
     from .api import rewrite_with_report
     from .errors import RewriteError
     from .graph import to_graph
+    from .verify import max_abs_difference, predict
 
     if job.output is not None and not args.dry_run:
         try:  # fail before the slow part
@@ -524,41 +579,42 @@ def _convert_one(session: Session, job: Job, specs, args, batch: bool) -> str:
     except RewriteError as exc:
         raise Failure(EXIT_REWRITE, f"{job.label}: rewrite failed: {exc}") from exc
     except Exception as exc:  # a bug somewhere: still one line, and the input is untouched
-        raise Failure(EXIT_REWRITE, f"{job.label}: rewrite failed unexpectedly: "
-                                    f"{type(exc).__name__}: {exc}") from exc
+        raise Failure(EXIT_REWRITE, unexpected(job.label, "while rewriting", exc)) from exc
     report, new_model = result.report, result.model
-    x = io.random_batch(model, batch=BATCH_SIZE)
-    expected = io.predict(new_model, x)
-    diff = io.max_abs_difference(io.predict(model, x), expected)
+    try:
+        x, original_outputs = io.sample_batch(model, batch=BATCH_SIZE)
+    except Exception as exc:
+        raise Failure(EXIT_REWRITE, unexpected(
+            job.label, "while predicting the input model on a random batch", exc)) from exc
+    try:
+        expected = predict(new_model, x)
+    except Exception as exc:
+        raise Failure(EXIT_REWRITE, unexpected(
+            job.label, "while predicting the rewritten model on a random batch", exc)) from exc
+    diff = max_abs_difference(original_outputs, expected)
 
     picture = None
     if args.diff_svg:
-        text = dot.to_dot(to_graph(new_model), before=to_graph(model),
-                          title=f"{job.label} -> {job.output or '(dry run)'}")
         try:
+            text = dot.to_dot(to_graph(new_model), before=to_graph(model),
+                              title=f"{job.label} -> {job.output or '(dry run)'}")
             picture = dot.write_picture(text, args.diff_svg)
         except dot.PictureError as exc:
             raise Failure(EXIT_OUTPUT, str(exc)) from exc
+        except Exception as exc:
+            raise Failure(EXIT_OUTPUT, unexpected(args.diff_svg, "while drawing", exc)) from exc
 
     written = None
     if job.output is not None and not args.dry_run:
-        def verify(tmp):
-            try:
-                reloaded = io.load_model(tmp, safe_mode=session.safe_mode)
-            except io.ModelFileError as exc:
-                raise io.OutputError(job.output, f"the written file does not reload: "
-                                                 f"{exc.reason}") from exc
-            again = io.max_abs_difference(io.predict(reloaded, x), expected)
-            if again != 0:
-                raise io.OutputError(job.output, "the written file reloads with different "
-                                                 f"predictions (largest absolute difference "
-                                                 f"{_fmt_diff(again)}); not written")
-
         try:
             io.save_model(new_model, job.output, overwrite=args.force or args.in_place,
-                          verify=verify)
+                          verify=lambda tmp: check_written(tmp, job.output, new_model, x,
+                                                           expected, session))
         except io.OutputError as exc:
             raise Failure(EXIT_OUTPUT, str(exc)) from exc
+        except Exception as exc:  # save_model has removed the temporary file
+            raise Failure(EXIT_OUTPUT, unexpected(job.output, "while writing or reloading",
+                                                  exc)) from exc
         written = job.output
 
     changed = sorted({layer for p in report.passes for layer in p.changed_layers})
@@ -571,6 +627,41 @@ def _convert_one(session: Session, job: Job, specs, args, batch: bool) -> str:
             f"{report.weights_carried} carried over, {report.weights_new} re-initialized, "
             f"{report.weights_dropped} dropped; outputs {outputs_short} (max |diff| "
             f"{_fmt_diff(diff)})")
+
+
+# What a reload check's first difference means, by its kind (see verify.Difference).
+RELOAD_PROBLEMS = {
+    "layers": "the written file would reload without the rewrite",
+    "config": "the written file would reload without the rewrite",
+    "weights": "the written file reloads with other weights",
+}
+
+
+def check_written(tmp: str, output: str, new_model, x, expected, session: Session) -> None:
+    """The reload check of a written file: load it once and compare it with the rewritten
+    model (layers, regularizers at any depth, dtype policies, activations, weight hashes) and
+    its predictions on `x` with `expected`, computed before.
+
+    Raises:
+        OutputError: the file does not reload, or reloads as another model; one line naming
+            the layer and what was lost.
+    """
+    from . import io, verify
+
+    try:
+        reloaded = io.load_model(tmp, safe_mode=session.safe_mode)
+    except io.ModelFileError as exc:
+        raise io.OutputError(output, f"the written file does not reload: {exc.reason}") from exc
+    comparison = verify.compare_models(new_model, reloaded, x, expected)
+    if comparison:
+        return
+    first = comparison.differences[0]
+    if first.kind == "predictions":
+        raise io.OutputError(output, "the written file reloads with different predictions "
+                                     "(largest absolute difference "
+                                     f"{_fmt_diff(comparison.max_abs_difference)}); not written")
+    raise io.OutputError(output, comparison.message(RELOAD_PROBLEMS[first.kind])
+                         + "; not written")
 
 
 def _print_convert_report(job, report, model, new_model, outputs, written, picture, args,
@@ -647,8 +738,7 @@ def run_jobs(session: Session, jobs: list[Job], specs, args) -> int:
         except (UsageError, BrokenPipeError):
             raise
         except Exception as exc:  # keep the batch going; the message says it is unexpected
-            failure = Failure(EXIT_REWRITE, f"{job.label}: unexpected {type(exc).__name__}: "
-                                            f"{exc}")
+            failure = Failure(EXIT_REWRITE, unexpected(job.label, "while converting", exc))
             report.failure(index, job.label, failure)
             if session.verbose:
                 traceback.print_exc()
@@ -698,6 +788,12 @@ def cmd_lint(args, session: Session) -> int:
     except RewriteError as exc:  # e.g. a subclassed model: no graph to lint
         print(error_line(f"{args.input}: {exc}"), file=sys.stderr)
         return EXIT_INPUT
+    except Exception as exc:  # e.g. a layer whose get_config() raises: one line, status 4
+        if session.verbose:
+            traceback.print_exc()
+        print(error_line(unexpected(args.input, "while reading the model's graph", exc)),
+              file=sys.stderr)
+        return EXIT_REWRITE
     if not findings:
         print(f"{args.input}: no findings")
         return EXIT_OK
@@ -733,6 +829,12 @@ def cmd_inspect(args, session: Session) -> int:
     except RewriteError as exc:
         print(error_line(f"{args.input}: {exc}"), file=sys.stderr)
         return EXIT_INPUT
+    except Exception as exc:  # e.g. a layer whose get_config() raises: one line, status 4
+        if session.verbose:
+            traceback.print_exc()
+        print(error_line(unexpected(args.input, "while reading the model's graph", exc)),
+              file=sys.stderr)
+        return EXIT_REWRITE
     graphs = list(iter_graphs(graph))
     counts = {}
     for g in graphs:
@@ -889,7 +991,8 @@ def build_parser() -> argparse.ArgumentParser:
         description=_para("Lint a model: layer orders and settings that the seed answers advise "
                     "against, each explained, with the pass that fixes it."),
         epilog=f"exit status: {EXIT_OK} no findings, {EXIT_FINDINGS} findings, {EXIT_USAGE} "
-               f"usage error, {EXIT_INPUT} input unreadable or invalid")
+               f"usage error, {EXIT_INPUT} input unreadable or invalid, {EXIT_REWRITE} the "
+               "model's graph could not be read (unexpected error)")
     lint_parser.add_argument("input", metavar="IN", help="a .keras file")
     lint_parser.add_argument("--brief", action="store_true",
                              help="one line per finding, without the explanation")
@@ -903,7 +1006,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "rebuilt or written). Without pass options, all three passes with their "
                     "defaults."),
         epilog=f"exit status: {EXIT_OK} success, {EXIT_USAGE} usage error, {EXIT_INPUT} input "
-               f"unreadable or invalid, {EXIT_OUTPUT} picture not written")
+               f"unreadable or invalid, {EXIT_REWRITE} the model's graph could not be read "
+               f"(unexpected error), {EXIT_OUTPUT} picture not written")
     inspect_parser.add_argument("input", metavar="IN", help="a .keras file")
     inspect_parser.add_argument("--svg", metavar="FILE",
                                 help="draw the graph (.svg/.png via Graphviz 'dot', or .dot)")
@@ -990,8 +1094,9 @@ def main(argv=None) -> int:
     except Exception as exc:  # a bug: still one line (the traceback with --verbose)
         if verbose:
             traceback.print_exc()
-        print(error_line(f"unexpected {type(exc).__name__}: {exc} (this is a bug in "
-                         f"{PROG}; --verbose shows the traceback)"), file=sys.stderr)
+        print(error_line(f"unexpected {type(exc).__name__}{_layer_of(exc)}: "
+                         f"{_first_paragraph(exc)} (this is a bug in {PROG}; rerun with "
+                         "--verbose and report it)"), file=sys.stderr)
         return EXIT_REWRITE
 
 

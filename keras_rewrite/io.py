@@ -37,7 +37,7 @@ from .errors import RewriteError
 
 __all__ = ["ModelFileError", "OutputError", "CustomObjectsError", "ModelFile",
            "check_model_file", "load_model", "save_model", "check_output_path",
-           "import_custom_objects", "random_batch", "predict", "max_abs_difference"]
+           "import_custom_objects", "random_batch", "sample_batch"]
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 H5_SUFFIXES = (".h5", ".hdf5")
@@ -400,24 +400,38 @@ def import_custom_objects(spec: str):
                                  f"{type(exc).__name__}: {_one_line(exc)}") from exc
 
 
-# --------------------------------------------------------------------------- predictions
+# --------------------------------------------------------------------------- a sample batch
+
+
+FALLBACK_WORDS = ("the", "cat", "sat", "on", "a", "mat")
 
 
 def random_batch(model, batch: int = 4, seed: int = 0, unknown_dim: int = 32):
-    """A reproducible random batch for `model`: standard normal floats, small integers.
+    """A reproducible random batch for `model`: standard normal floats, small integers, and
+    for string inputs words from the model's vocabulary.
 
     Unknown non-batch dimensions become `unknown_dim` (32 survives five 2x poolings).
+    A string input feeding a ``StringLookup`` gets one vocabulary word per element; one feeding
+    a ``TextVectorization`` gets a few words per element (the vocabulary of the model's lookup
+    layers in order, the first to the first string input; fixed English words when the model
+    has no vocabulary).
     Returns one array for a single-input model, else the arrays in the model's input
     structure (a list, or a dict for dict inputs).
     """
     import numpy as np
 
     rng = np.random.default_rng(seed)
+    vocabularies = iter(_string_vocabularies(model))
     xs = []
     for tensor in model.inputs:
         shape = [batch] + [unknown_dim if d is None else d for d in tensor.shape[1:]]
         dtype = str(tensor.dtype)
-        if "int" in dtype:
+        if dtype == "string":
+            words, per_element = next(vocabularies, (FALLBACK_WORDS, 1))
+            picks = rng.integers(0, len(words), size=shape + [per_element])
+            xs.append(np.array([" ".join(words[i] for i in row)
+                                for row in picks.reshape(-1, per_element)]).reshape(shape))
+        elif "int" in dtype:
             xs.append(rng.integers(0, 2, size=shape).astype(dtype))
         elif dtype == "bool":
             xs.append(rng.integers(0, 2, size=shape).astype(bool))
@@ -431,33 +445,59 @@ def random_batch(model, batch: int = 4, seed: int = 0, unknown_dim: int = 32):
     return keras.tree.pack_sequence_as(model.input, xs)
 
 
-def predict(model, x) -> list:
-    """The model's inference outputs on `x` as a flat list of NumPy arrays."""
+UNKNOWN_DIMS = (32, 16, 8)
+
+
+def sample_batch(model, batch: int = 4, seed: int = 0):
+    """A random batch `model` accepts and its inference outputs, as (x, outputs).
+
+    Unknown dimensions are tried at 32, then 16 and 8, for models with a length limit (a
+    KerasHub GPT-2 with ``max_sequence_length=16`` refuses 32 tokens).
+
+    Raises:
+        The error of the first attempt when the model accepts none of them.
+    """
+    from .verify import predict
+
+    first = None
+    for dim in UNKNOWN_DIMS:
+        x = random_batch(model, batch=batch, seed=seed, unknown_dim=dim)
+        try:
+            return x, predict(model, x)
+        except Exception as exc:
+            first = first or exc
+            if all(None not in tuple(t.shape[1:]) for t in model.inputs):
+                break  # nothing to shrink
+    raise first
+
+
+def _string_vocabularies(model):
+    """(words, words per element) for each lookup layer taking strings, in layer order:
+    StringLookup one word per element, TextVectorization three."""
     import keras
-    import numpy as np
 
-    # Calling the model directly (training=False) avoids predict()'s tracing and batching.
-    return [np.asarray(o) for o in keras.tree.flatten(model(x, training=False))]
+    from .verify import walk_layers
 
-
-def max_abs_difference(a: list, b: list) -> float:
-    """The largest absolute difference between two lists of outputs (NaN where both are NaN
-    counts as equal; inf when shapes or counts differ)."""
-    import numpy as np
-
-    if len(a) != len(b):
-        return float("inf")
-    largest = 0.0
-    for u, v in zip(a, b):
-        if u.shape != v.shape:
-            return float("inf")
-        u64, v64 = u.astype("float64"), v.astype("float64")
-        both_nan = np.isnan(u64) & np.isnan(v64)
-        diff = np.where(both_nan, 0.0, np.abs(u64 - v64))
-        if diff.size:
-            worst = float(np.max(diff)) if not np.isnan(diff).any() else float("inf")
-            largest = max(largest, worst)
-    return largest
+    found, inside = [], ""
+    for path, layer in walk_layers(model):
+        if inside and path.startswith(inside):  # TextVectorization's own StringLookup
+            continue
+        if isinstance(layer, keras.layers.TextVectorization):
+            per_element, inside = 3, path + "/"
+        elif isinstance(layer, keras.layers.StringLookup) and not layer.invert:
+            per_element = 1
+        else:
+            continue
+        try:
+            vocabulary = layer.get_vocabulary()
+        except Exception:  # not adapted, or a table that cannot be read: use fixed words
+            vocabulary = []
+        special = {"", "[UNK]", getattr(layer, "oov_token", None),
+                   getattr(layer, "mask_token", None)}
+        words = [w.decode() if isinstance(w, bytes) else str(w) for w in vocabulary]
+        words = [w for w in words if w not in special][:50]
+        found.append((tuple(words) or FALLBACK_WORDS, per_element))
+    return found
 
 
 # --------------------------------------------------------------------------- saving

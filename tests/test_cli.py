@@ -22,6 +22,7 @@ from keras import layers
 from helpers import random_inputs
 from keras_rewrite import cli
 from keras_rewrite import io as krio
+from keras_rewrite import verify
 from seed_models import build_cnn
 
 ERROR = "keras-rewrite: error: "
@@ -142,8 +143,7 @@ def no_temp_files(folder):
 
 def same_predictions(a, b):
     x = random_inputs(a, batch=3, seed=1)
-    pa, pb = krio.predict(a, x), krio.predict(b, x)
-    return all(np.array_equal(u, v) for u, v in zip(pa, pb))
+    return verify.max_abs_difference(verify.predict(a, x), verify.predict(b, x)) == 0
 
 
 # --------------------------------------------------------------------------- subprocess tests
@@ -494,14 +494,14 @@ def test_dry_run_writes_nothing(files, tmp_path, capsys, monkeypatch):
 
 def test_failed_reload_check_leaves_nothing(files, tmp_path, capsys, monkeypatch):
     copy(files, tmp_path, "reorderable.keras")
-    real = krio.max_abs_difference
+    real = verify.max_abs_difference
     calls = []
 
     def differs_on_reload(a, b):
         calls.append(1)
         return 1.0 if len(calls) == 2 else real(a, b)  # 1st: original vs new; 2nd: reload
 
-    monkeypatch.setattr(krio, "max_abs_difference", differs_on_reload)
+    monkeypatch.setattr(verify, "max_abs_difference", differs_on_reload)
     code, out, err = call(["convert", "reorderable.keras", "-o", "out.keras"], capsys,
                           tmp_path, monkeypatch)
     assert code == cli.EXIT_OUTPUT
