@@ -39,8 +39,8 @@ import math
 from .errors import RewriteError
 
 __all__ = ["Difference", "Comparison", "ModelMismatchError", "LayerSummary", "ModelSummary",
-           "summarize", "compare_models", "check_same_model", "predict", "max_abs_difference",
-           "format_regularizer"]
+           "summarize", "walk_layers", "compare_models", "check_same_model", "predict",
+           "max_abs_difference", "format_regularizer"]
 
 
 class ModelMismatchError(RewriteError, ValueError):
@@ -121,7 +121,8 @@ class Comparison:
 class LayerSummary:
     """What is compared of one layer or sublayer (values as short text, weights as hashes)."""
 
-    path: str
+    key: str  # what matches it across a reload (see `_walk`)
+    path: str  # its names from the model down, for messages
     class_name: str
     regularizers: dict  # config key -> text, e.g. {"kernel_regularizer": "L2(0.0001)"}
     variable_regularizers: dict  # variable name -> text
@@ -150,8 +151,8 @@ def summarize(model) -> ModelSummary:
     holding its weights twice.
     """
     layers = []
-    for path, layer in _walk(model):
-        layers.append(_summarize_layer(path, layer))
+    for key, path, layer in _walk(model):
+        layers.append(_summarize_layer(key, path, layer))
     return ModelSummary(model.name, layers)
 
 
@@ -165,22 +166,38 @@ def _children(layer) -> list:
         return []
 
 
+def walk_layers(model):
+    """(path, layer) for the model and each sublayer at any depth, parents first, a shared
+    layer once. A path is the names from the model down, ``"block/proj"``; the model's is
+    ``""``."""
+    for _, path, layer in _walk(model):
+        yield path, layer
+
+
 def _walk(model):
-    """(path, layer) for the model and each sublayer, depth first; a shared layer once."""
+    """(key, path, layer): `key` matches a sublayer across a reload. A model's layers are
+    matched by name (a model file keeps them); a plain layer's sublayers by position, since
+    those created in ``__init__`` without a name get a new automatic name (``dense_7``) each
+    time they are created."""
+    import keras
+
     seen = set()
 
-    def visit(layer, path):
+    def visit(layer, key, path):
         if id(layer) in seen:
             return
         seen.add(id(layer))
-        yield path, layer
-        for child in _children(layer):
-            yield from visit(child, f"{path}/{child.name}" if path else child.name)
+        yield key, path, layer
+        by_name = isinstance(layer, keras.Model)
+        for i, child in enumerate(_children(layer)):
+            step = child.name if by_name else f"#{i}"
+            yield from visit(child, f"{key}/{step}" if key else step,
+                             f"{path}/{child.name}" if path else child.name)
 
-    yield from visit(model, "")
+    yield from visit(model, "", "")
 
 
-def _summarize_layer(path, layer) -> LayerSummary:
+def _summarize_layer(key, path, layer) -> LayerSummary:
     import keras
 
     config = None
@@ -207,6 +224,7 @@ def _summarize_layer(path, layer) -> LayerSummary:
         variable_regularizers[name] = format_regularizer(getattr(variable, "regularizer", None))
         weights.append((name,) + _fingerprint(variable))
     return LayerSummary(
+        key=key,
         path=path or layer.name,
         class_name=f"{type(layer).__module__}.{type(layer).__qualname__}",
         regularizers=regularizers,
@@ -361,23 +379,23 @@ def check_same_model(expected, received, x=None, expected_outputs=None, *,
 
 def _compare_layers(want: ModelSummary, got: ModelSummary) -> list:
     differences = []
-    want_by_path = {layer.path: layer for layer in want.layers}
-    got_by_path = {layer.path: layer for layer in got.layers}
+    want_by_path = {layer.key: layer for layer in want.layers}
+    got_by_path = {layer.key: layer for layer in got.layers}
     # The model itself is matched whatever its name; sublayers by their path of names.
     root_want, root_got = want.layers[0], got.layers[0]
     pairs = [(root_want, root_got)]
     for layer in want.layers[1:]:
-        if layer.path not in got_by_path:
+        if layer.key not in got_by_path:
             differences.append(Difference(layer.path, "", f"{_a(_short(layer.class_name))} of "
                                           "this name", "no such layer", kind="layers"))
     for layer in got.layers[1:]:
-        if layer.path not in want_by_path:
+        if layer.key not in want_by_path:
             differences.append(Difference(layer.path, "", "no such layer",
                                           _a(_short(layer.class_name)), kind="layers"))
-    common_want = [l.path for l in want.layers[1:] if l.path in got_by_path]
-    common_got = [l.path for l in got.layers[1:] if l.path in want_by_path]
+    common_want = [l.key for l in want.layers[1:] if l.key in got_by_path]
+    common_got = [l.key for l in got.layers[1:] if l.key in want_by_path]
     if common_want != common_got:
-        differences.append(_first_moved(common_want, common_got))
+        differences.append(_first_moved(common_want, common_got, want_by_path))
     pairs += [(want_by_path[p], got_by_path[p]) for p in common_want]
 
     weight_differences = []
@@ -390,16 +408,17 @@ def _compare_layers(want: ModelSummary, got: ModelSummary) -> list:
     return differences + weight_differences
 
 
-def _first_moved(want: list, got: list) -> Difference:
+def _first_moved(want: list, got: list, by_key: dict) -> Difference:
     for i, (a, b) in enumerate(zip(want, got)):
         if a != b:
             j = got.index(a)
-            return Difference(a, "position", _position(want, i), _position(got, j), kind="layers")
+            return Difference(by_key[a].path, "position", _position(want, i, by_key),
+                              _position(got, j, by_key), kind="layers")
     raise ValueError("expected two different orders")  # unreachable: the lists differ
 
 
-def _position(order, i) -> str:
-    return f"after {order[i - 1]!r}" if i else "first"
+def _position(order, i, by_key) -> str:
+    return f"after {by_key[order[i - 1]].path!r}" if i else "first"
 
 
 def _a(noun: str) -> str:
