@@ -15,9 +15,13 @@ Measured on Keras 3.15 (see ../shared/KERAS_FACTS.md):
 from __future__ import annotations
 
 import contextlib
+import copy
+import os
 import sys
+import types
 
 import keras
+from keras.src.models.functional import Functional
 
 from .errors import UnsupportedModelError
 
@@ -222,3 +226,206 @@ def set_own_trainable(model, value: bool) -> None:
     flags just restored from the layers' configs.
     """
     model._trainable = bool(value)
+
+
+# ------------------------------------------------------------------ layers that do not round-trip
+
+
+@contextlib.contextmanager
+def _modules_copy_as_themselves():
+    # A SeedGenerator keeps the backend module as an attribute; modules cannot be deep-copied
+    # (pickle refuses them too), and the only sensible copy of a module is the module itself.
+    dispatch = copy._deepcopy_dispatch
+    had = types.ModuleType in dispatch
+    dispatch[types.ModuleType] = copy._deepcopy_atomic
+    try:
+        yield
+    finally:
+        if not had:
+            del dispatch[types.ModuleType]
+
+
+def copy_layer_object(layer):
+    """An independent copy of a built layer made from the object itself, not from its config.
+
+    For layers whose `from_config(get_config())` fails or builds something else (a custom
+    layer written without `get_config`, KerasHub's LlamaTransformerDecoder): the layer and its
+    sub-layers are copied attribute by attribute, each variable becomes a new variable holding
+    a copy of the value (training the copy never touches the original), and the copy has no
+    call history, so it can be called in a new model. `copy.deepcopy(layer)` is no way around
+    this: Keras routes it through serialization (`KerasSaveable.__reduce__`).
+    """
+    from keras.src.utils import tracking
+
+    sublayers = list(layer._flatten_layers(include_self=True, recursive=True))
+    memo = {}
+    for sub in sublayers:
+        memo[id(sub._inbound_nodes)] = []
+        memo[id(sub._outbound_nodes)] = []
+        memo[id(sub)] = object.__new__(type(sub))
+    for variable in _all_variables(sublayers):
+        memo[id(variable)] = _new_variable_like(variable)
+    with _modules_copy_as_themselves(), tracking.DotNotTrackScope():
+        for sub in sublayers:
+            memo[id(sub)].__dict__.update(copy.deepcopy(vars(sub), memo))
+    for sub in sublayers:
+        # Keras's trackers remember what they hold by id(): point them at the copies.
+        tracker = getattr(sub, "_tracker", None)
+        if tracker is not None:
+            memo[id(sub)]._tracker.stored_ids = {
+                store: {id(memo[i]) if i in memo else i for i in ids}
+                for store, ids in tracker.stored_ids.items()}
+    return memo[id(layer)]
+
+
+def _all_variables(sublayers):
+    seen = set()
+    for sub in sublayers:
+        candidates = list(sub.variables)
+        for generator in getattr(sub, "_seed_generators", None) or []:
+            candidates.append(generator.state)
+        for variable in candidates:
+            if id(variable) not in seen:
+                seen.add(id(variable))
+                yield variable
+
+
+def _new_variable_like(variable):
+    import numpy as np
+
+    new = keras.Variable(
+        initializer=np.array(variable.numpy()),  # a real copy: TF would alias the buffer
+        shape=variable.shape, dtype=variable.dtype, trainable=variable.trainable,
+        autocast=getattr(variable, "_autocast", True), name=variable.name,
+        aggregation=getattr(variable, "aggregation", "none"),
+        synchronization=getattr(variable, "synchronization", "auto"))
+    new.regularizer = getattr(variable, "regularizer", None)
+    new.constraint = getattr(variable, "constraint", None)
+    return new
+
+
+def layer_structure(layer, shapes=True):
+    """What must match for two layers to be the same build: sub-layer classes and variables.
+
+    With `shapes=False`, only the number of each sub-layer's variables: an input of another
+    shape changes the shapes of a faithful re-creation's variables, never their number.
+    """
+    def variables(sub):
+        own = sub._trainable_variables + sub._non_trainable_variables
+        return tuple((tuple(v.shape), str(v.dtype)) for v in own) if shapes else len(own)
+
+    return [(type(sub).__name__, variables(sub))
+            for sub in layer._flatten_layers(include_self=True, recursive=True)]
+
+
+class _StateStore(dict):
+    """The in-memory store handed to `save_own_variables` / `load_own_variables`.
+
+    Values are the original variables' values; on backends whose train step donates buffers
+    (JAX) they are copied first (see `copy_variable`).
+    """
+
+    def __setitem__(self, key, value):
+        if isinstance(value, keras.Variable):
+            value = value.value
+            if keras.backend.backend() != "tensorflow":
+                value = keras.ops.copy(value)
+        super().__setitem__(key, value)
+
+
+def carry_state(source, target, assets_dir):
+    """Carry every piece of state Keras would save from `source` to `target` (same build).
+
+    Keras's own per-layer protocol, layer by layer over the two layers' sub-layer trees:
+    `save_own_variables` / `load_own_variables` (which also finalizes derived state, e.g. an
+    adapted Normalization's mean and variance tensors) and, for layers that have them,
+    `save_assets` / `load_assets` (lookup vocabularies). `assets_dir()` returns a scratch
+    folder for assets. The caller checks `layer_structure` equality first.
+    """
+    pairs = zip(source._flatten_layers(include_self=True, recursive=True),
+                target._flatten_layers(include_self=True, recursive=True))
+    for i, (old, new) in enumerate(pairs):
+        store = _StateStore()
+        old.save_own_variables(store)
+        if store or new._trainable_variables or new._non_trainable_variables:
+            new.load_own_variables(store)
+        if callable(getattr(old, "save_assets", None)):
+            folder = os.path.join(assets_dir(), str(i))
+            os.makedirs(folder, exist_ok=True)
+            old.save_assets(folder)
+            new.load_assets(folder)
+
+
+def has_assets(layer) -> bool:
+    return any(callable(getattr(sub, "save_assets", None))
+               for sub in layer._flatten_layers(include_self=True, recursive=True))
+
+
+# --------------------------------------------------------------------- Functional subclasses
+
+
+def model_class_of(model):
+    """The class to rebuild `model` as, and whether its config describes its graph.
+
+    A Functional subclass (every KerasHub backbone and task) is rebuilt as its own class. Its
+    `get_config` usually holds constructor arguments only (`Backbone.from_config` is
+    `cls(**config)`), so a file of it reloads the class's own graph; such a class "saves as
+    constructor arguments". Keras's Functional and Sequential save their graph.
+    """
+    cls = type(model)
+    if cls in (Functional, keras.Sequential):
+        return cls, True
+    return cls, cls.get_config is Functional.get_config
+
+
+def new_functional(cls, inputs, outputs, name):
+    """A `cls` instance (a Functional subclass) around a new graph, skipping `cls.__init__`.
+
+    The subclass's constructor builds its own layers from arguments; here the graph is given,
+    so only Functional's initializer runs. `carry_model_attributes` then adds the rest.
+    """
+    if cls is Functional:
+        return keras.Model(inputs=inputs, outputs=outputs, name=name)
+    model = cls.__new__(cls)
+    Functional.__init__(model, inputs=inputs, outputs=outputs, name=name)
+    return model
+
+
+# Set by compile(): the copy is compiled afresh (compile_like), never shares these.
+_COMPILE_STATE = {"optimizer", "_compile_config", "_compiled_trainable_state", "stop_training",
+                  "compiled", "loss", "_compile_loss", "_compile_metrics", "_loss_tracker",
+                  "_metrics", "_jit_compile", "_run_eagerly", "steps_per_execution",
+                  "_steps_per_execution", "train_function", "test_function", "predict_function"}
+
+
+def carry_model_attributes(original, new, layer_map) -> list[str]:
+    """Give `new` the attributes of `original` that Functional's initializer did not set.
+
+    Layers (also in lists, tuples and dicts) are replaced by their rebuilt counterparts from
+    `layer_map` (id of original layer -> new layer): `backbone.token_embedding`,
+    `transformer_layers`, `task.backbone` then point into the new model. A layer outside the
+    graph (a task's `preprocessor`) is shared, not copied: it holds no trained weights.
+    Other values are kept as they are. Returns the names of the attributes carried.
+    """
+    def mapped(value):
+        if isinstance(value, Layer):
+            return layer_map.get(id(value), value)
+        if isinstance(value, dict):
+            return {k: mapped(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)) and not hasattr(value, "_fields"):
+            return type(value)(mapped(v) for v in value) if isinstance(value, tuple) \
+                else [mapped(v) for v in value]
+        return value
+
+    present = set(vars(new))
+    carried = []
+    for name, value in vars(original).items():
+        if name in present or name in _COMPILE_STATE:
+            continue
+        if name == "_functional_layer_ids":  # KerasHub: ids of the model's own layers
+            value = {id(layer) for layer in new._flatten_layers()}
+        setattr(new, name, mapped(value))
+        carried.append(name)
+    if original.dtype_policy.name != new.dtype_policy.name:
+        new.dtype_policy = original.dtype_policy
+    return carried

@@ -7,6 +7,9 @@ Schema
 Graph attributes (``graph.graph``):
     name            the model's name.
     model_class     "Functional" or "Sequential": what `to_model` rebuilds.
+    model_type      the model's Python class (a Functional subclass such as a KerasHub
+                    backbone is rebuilt as that class while the graph is unchanged).
+    signature       nodes and edges as `to_graph` made them (see `graph_unchanged`).
     trainable       the model's `trainable` flag.
     inputs          node ids of the "input" nodes, in the model's input order.
     outputs         node ids of the "output" nodes, in the model's output order.
@@ -72,9 +75,13 @@ class LayerSpec:
     Attributes:
         name: the layer's name (unique among the layers of one model).
         cls: the layer's Python class.
-        config: its `get_config()` (a copy: passes edit it freely).
+        config: its `get_config()` (a copy: passes edit it freely); ``{"name": ...}`` only
+            when `get_config()` fails (then `config_error` says why).
         source: the original layer, whose weights are carried over, or None for a new layer.
         subgraph: for a nested Functional or Sequential model, its own graph.
+        original_config: the config as `to_graph` read it (never edited): while `config`
+            still equals it, the layer is `untouched`.
+        config_error: why `get_config()` failed, or None.
     """
 
     name: str
@@ -82,10 +89,23 @@ class LayerSpec:
     config: dict
     source: Any = None
     subgraph: nx.MultiDiGraph | None = None
+    original_config: dict | None = dataclasses.field(default=None, repr=False)
+    config_error: str | None = None
 
     @property
     def class_name(self) -> str:
         return self.cls.__name__
+
+    @property
+    def untouched(self) -> bool:
+        """True while this is the original layer as it was: same class, same config.
+
+        An untouched layer is carried over even when its class cannot re-create it from its
+        config (see `keras_rewrite.rebuild`).
+        """
+        return (self.source is not None and self.subgraph is None
+                and self.cls is type(self.source) and self.original_config is not None
+                and configs_equal(self.config, self.original_config))
 
     def replace(self, **changes) -> "LayerSpec":
         """A new spec with `changes`; the config is copied, never shared."""
@@ -93,6 +113,43 @@ class LayerSpec:
         fields["config"] = copy.deepcopy(self.config)
         fields.update(changes)
         return LayerSpec(**fields)
+
+
+def configs_equal(a, b) -> bool:
+    """Deep equality of two layer configs (which may hold NumPy arrays)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(configs_equal(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(configs_equal(x, y) for x, y in zip(a, b))
+    if hasattr(a, "shape") or hasattr(b, "shape"):
+        import numpy as np
+        try:
+            return bool(np.array_equal(np.asarray(a), np.asarray(b)))
+        except Exception:
+            return False
+    try:
+        return bool(a == b)
+    except Exception:
+        return a is b
+
+
+def graph_unchanged(graph) -> bool:
+    """True when `graph` (and every nested graph) is still exactly what `to_graph` made."""
+    for g in iter_graphs(graph):
+        if g.graph.get("signature") != _signature(g):
+            return False
+        for _, data in g.nodes(data=True):
+            spec = data.get("spec")
+            if (spec is not None and spec.subgraph is None and data["kind"] != "input"
+                    and not spec.untouched):
+                return False
+    return True
+
+
+def _signature(graph):
+    nodes = tuple((n, id(d.get("spec")), repr(d.get("call_args"))) for n, d in graph.nodes(data=True))
+    edges = frozenset((u, v, d["slot"], d["tensor_index"]) for u, v, d in graph.edges(data=True))
+    return nodes, edges, tuple(graph.graph["inputs"]), tuple(graph.graph["outputs"])
 
 
 def map_structure(structure, fn):
@@ -122,12 +179,14 @@ def _replace_tensors(structure, tensors):
 
 
 def _index_structure(structure, tensors):
-    """Like `_replace_tensors` for input/output structures: leaves become positions."""
-    def to_position(x):
-        tensors.append(x)
-        return len(tensors) - 1
+    """Like `_replace_tensors` for input/output structures: leaves become positions.
 
-    return map_structure(structure, to_position)
+    Positions follow Keras's own flattening (`keras.tree.flatten`: dict keys sorted), which
+    is the order of `model.inputs` / `model.outputs`; the structure keeps the user's key order.
+    """
+    flat = _keras.keras.tree.flatten(structure)
+    tensors.extend(flat)
+    return _keras.keras.tree.pack_sequence_as(structure, list(range(len(flat))))
 
 
 def to_graph(model) -> nx.MultiDiGraph:
@@ -157,13 +216,20 @@ class _GraphBuilder:
     def spec_for(self, operation) -> LayerSpec:
         spec = self.specs.get(id(operation))
         if spec is None:
-            subgraph = None
+            subgraph = config_error = None
             if _keras.is_graph_model(operation):
                 subgraph = self.build(operation)
                 config = {"name": operation.name, "trainable": operation.trainable}
+                original = None
             else:
-                config = copy.deepcopy(operation.get_config())
-            spec = LayerSpec(operation.name, type(operation), config, operation, subgraph)
+                try:
+                    original = operation.get_config()
+                except Exception as exc:  # e.g. KerasHub's LlamaTransformerDecoder
+                    original = {"name": operation.name}
+                    config_error = f"get_config() fails ({type(exc).__name__}: {exc})"
+                config = copy.deepcopy(original)
+            spec = LayerSpec(operation.name, type(operation), config, operation, subgraph,
+                             original_config=original, config_error=config_error)
             self.specs[id(operation)] = spec
         return spec
 
@@ -172,6 +238,7 @@ class _GraphBuilder:
         graph = nx.MultiDiGraph(
             name=model.name,
             model_class="Sequential" if isinstance(model, _keras.keras.Sequential) else "Functional",
+            model_type=type(model),
             trainable=model.trainable,
             source=model,
         )
@@ -229,6 +296,7 @@ class _GraphBuilder:
                            output_shapes=[tuple(tensor.shape)], meta={})
             graph.add_edge(node_ids[id(producer)], out_id, slot=0, tensor_index=tensor_index)
             graph.graph["outputs"].append(out_id)
+        graph.graph["signature"] = _signature(graph)
         return graph
 
 

@@ -9,13 +9,15 @@ Then `keras_rewrite.checks` compares output shapes with the original's.
 from __future__ import annotations
 
 import contextlib
+import shutil
+import tempfile
 
 import keras
 import networkx as nx
 
 from . import _keras, checks
 from .errors import RebuildError
-from .graph import Slot, iter_graphs, map_structure, topological_order
+from .graph import Slot, configs_equal, graph_unchanged, iter_graphs, map_structure, topological_order
 from .report import Report
 from .weights import initialize_new_weights, transfer_weights
 
@@ -38,7 +40,10 @@ def to_model(graph: nx.MultiDiGraph, *, report: Report | None = None,
     size = sum(g.number_of_nodes() for g in iter_graphs(graph))
     with _keras.recursion_limit_for(size):
         rebuilder = _Rebuilder(report)
-        model = rebuilder.build(graph)
+        try:
+            model = rebuilder.build(graph)
+        finally:
+            rebuilder.close()
         if check:
             checks.check_output_shapes(graph, model, rebuilder.shapes[id(graph)])
     return model
@@ -49,23 +54,57 @@ class _Rebuilder:
         self.report = report
         self.layers = {}  # id(spec) -> new layer (or model), so shared specs stay shared
         self.shapes = {}  # id(graph) -> {node id: [output shapes]}
+        self.layer_map = {}  # id(original layer) -> new layer, for model attributes
+        self.copied = {}  # id(spec) -> why the layer was copied from its object
+        self._scratch = None
+
+    def assets_dir(self) -> str:
+        """A scratch folder for lookup vocabularies in transit, removed by `close`."""
+        if self._scratch is None:
+            self._scratch = tempfile.mkdtemp(prefix="keras_rewrite_assets_")
+        return self._scratch
+
+    def close(self):
+        if self._scratch is not None:
+            shutil.rmtree(self._scratch, ignore_errors=True)
 
     def layer_for(self, spec):
         layer = self.layers.get(id(spec))
         if layer is None:
             if spec.subgraph is not None:
                 layer = self.build(spec.subgraph)
+            elif spec.config_error and _copyable(spec):
+                layer = self.copy(spec, spec.config_error)
             else:
                 try:
                     layer = _keras.new_operation(spec.cls, spec.config, spec.source)
                 except Exception as exc:
-                    raise RebuildError(
-                        f"layer '{spec.name}': could not re-create {spec.class_name} from its "
-                        f"config: {type(exc).__name__}: {exc}") from exc
+                    if not _copyable(spec):
+                        raise RebuildError(
+                            f"layer '{spec.name}': could not re-create {spec.class_name} from "
+                            f"its config: {type(exc).__name__}: {exc}") from exc
+                    layer = self.copy(spec, f"from_config failed ({type(exc).__name__}: "
+                                            f"{_first_line(exc)})")
             self.layers[id(spec)] = layer
+            if spec.source is not None:
+                self.layer_map[id(spec.source)] = layer
         return layer
 
-    def call(self, node_id, data, inputs):
+    def copy(self, spec, why):
+        """Carry an untouched layer over by copying the object (see _keras.copy_layer_object)."""
+        try:
+            layer = _keras.copy_layer_object(spec.source)
+        except Exception as exc:
+            raise RebuildError(
+                f"layer '{spec.name}' ({spec.class_name}) cannot be carried over: {why}, and "
+                f"copying the layer object failed too ({type(exc).__name__}: {exc}). Give "
+                f"{spec.class_name} a complete get_config() (every __init__ argument)") from exc
+        self.copied[id(spec)] = why
+        self.layers[id(spec)] = layer
+        self.layer_map[id(spec.source)] = layer
+        return layer
+
+    def call(self, node_id, data, inputs, inputs_as_before=False):
         spec = data["spec"]
         layer = self.layer_for(spec)
         first_build = spec.subgraph is None and not getattr(layer, "built", True)
@@ -77,18 +116,33 @@ class _Rebuilder:
             with init:
                 outputs = layer(*args, **kwargs)
         except Exception as exc:
-            received = [tuple(t.shape) for t in keras.tree.flatten((args, kwargs))
-                        if isinstance(t, keras.KerasTensor)]
-            raise RebuildError(
-                f"layer '{spec.name}' ({spec.class_name}) could not be called on inputs of "
-                f"shape {received}: {type(exc).__name__}: {exc}") from exc
+            if not (first_build and _copyable(spec) and id(spec) not in self.copied):
+                raise _call_error(spec, args, kwargs, exc) from exc
+            layer = self.copy(spec, f"the layer re-created from its config fails when called "
+                                    f"({type(exc).__name__}: {_first_line(exc)})")
+            zeroed = False
+            outputs = self.call_copy(spec, layer, args, kwargs)
+        if first_build and _copyable(spec) and id(spec) not in self.copied:
+            why = _unfaithful(spec, layer, inputs_as_before)
+            if why:  # from_config built something else: never find out from predictions
+                layer = self.copy(spec, why)
+                zeroed = False
+                outputs = self.call_copy(spec, layer, args, kwargs)
         if (spec.subgraph is None and isinstance(layer, keras.layers.Layer)
                 and layer.name not in self.report.layers):
             # Every rebuilt layer is reported, weightless ones too (built at creation).
-            record = self.report.layers[layer.name] = transfer_weights(spec, layer)
+            record = self.report.layers[layer.name] = transfer_weights(
+                spec, layer, copied_because=self.copied.get(id(spec)),
+                assets_dir=self.assets_dir)
             if zeroed:
                 initialize_new_weights(spec, layer, record)
         return keras.tree.flatten(outputs)
+
+    def call_copy(self, spec, layer, args, kwargs):
+        try:
+            return layer(*args, **kwargs)
+        except Exception as exc:
+            raise _call_error(spec, args, kwargs, exc) from exc
 
     def build(self, graph):
         if graph.graph["model_class"] == "Sequential" and _is_chain(graph):
@@ -105,22 +159,57 @@ class _Rebuilder:
                 produced[node_id] = [layer.output]
             else:
                 inputs = {}
+                as_before = True  # every input has the shape it had in the original model
                 for producer, _, edge in graph.in_edges(node_id, data=True):
-                    inputs[edge["slot"]] = produced[producer][edge["tensor_index"]]
-                produced[node_id] = self.call(node_id, data, inputs)
+                    tensor = produced[producer][edge["tensor_index"]]
+                    inputs[edge["slot"]] = tensor
+                    original = graph.nodes[producer]["output_shapes"]
+                    as_before = as_before and original is not None and (
+                        original[edge["tensor_index"]] == tuple(tensor.shape))
+                produced[node_id] = self.call(node_id, data, inputs, as_before)
             shapes[node_id] = [tuple(t.shape) for t in produced[node_id]]
         outputs = []
         for out_id in graph.graph["outputs"]:
             ((producer, _, edge),) = graph.in_edges(out_id, data=True)
             outputs.append(produced[producer][edge["tensor_index"]])
         inputs = [produced[n][0] for n in graph.graph["inputs"]]
-        model = keras.Model(
+        model = self.new_model(
+            graph,
             inputs=map_structure(graph.graph["input_structure"], inputs.__getitem__),
-            outputs=map_structure(graph.graph["output_structure"], outputs.__getitem__),
-            name=graph.graph["name"],
-        )
+            outputs=map_structure(graph.graph["output_structure"], outputs.__getitem__))
         _keras.set_own_trainable(model, graph.graph.get("trainable", True))
         self.shapes[id(graph)] = shapes
+        return model
+
+    def new_model(self, graph, inputs, outputs):
+        """The rebuilt Functional model: of the original's own class where that keeps the rewrite.
+
+        A Functional subclass whose config is its constructor's arguments (KerasHub backbones
+        and tasks) is rebuilt as its class, with its attributes, while the graph is unchanged.
+        Once a pass changed something inside, that class would save the rewrite away (loading
+        re-runs its constructor), so the result is a plain Functional, and the report says so.
+        """
+        name = graph.graph["name"]
+        source = graph.graph.get("source")
+        cls = graph.graph.get("model_type", _keras.Functional)
+        if source is None or cls is _keras.Functional or not issubclass(cls, _keras.Functional):
+            return keras.Model(inputs=inputs, outputs=outputs, name=name)
+        _, saves_graph = _keras.model_class_of(source)
+        if not saves_graph and not graph_unchanged(graph):
+            self.report.notes.append(
+                f"model '{name}': rebuilt as a plain Functional, not {cls.__name__}: "
+                f"{cls.__name__} saves itself as constructor arguments, so a file of it would "
+                f"reload without the rewrite")
+            return keras.Model(inputs=inputs, outputs=outputs, name=name)
+        try:
+            model = _keras.new_functional(cls, inputs, outputs, name)
+            _keras.carry_model_attributes(source, model, self.layer_map)
+        except Exception as exc:
+            self.report.notes.append(
+                f"model '{name}': rebuilt as a plain Functional, not {cls.__name__}: "
+                f"re-creating {cls.__name__} around the graph failed ({type(exc).__name__}: "
+                f"{_first_line(exc)})")
+            return keras.Model(inputs=inputs, outputs=outputs, name=name)
         return model
 
     def build_sequential(self, graph):
@@ -145,7 +234,9 @@ class _Rebuilder:
         for spec, layer in zip(specs, layers):
             if (spec.subgraph is None and isinstance(layer, keras.layers.Layer)
                     and layer.name not in self.report.layers):
-                record = self.report.layers[layer.name] = transfer_weights(spec, layer)
+                record = self.report.layers[layer.name] = transfer_weights(
+                    spec, layer, copied_because=self.copied.get(id(spec)),
+                    assets_dir=self.assets_dir)
                 if id(layer) in zeroed:
                     initialize_new_weights(spec, layer, record)
         _keras.set_own_trainable(model, graph.graph.get("trainable", True))
@@ -154,6 +245,53 @@ class _Rebuilder:
             shapes[node_id] = [tuple(t.shape) for t in keras.tree.flatten(layer.output)]
         self.shapes[id(graph)] = shapes
         return model
+
+
+def _copyable(spec) -> bool:
+    """An untouched original layer can be carried by copying its object if need be."""
+    return spec.untouched and isinstance(spec.source, keras.layers.Layer)
+
+
+def _unfaithful(spec, layer, same_inputs) -> str | None:
+    """Why `layer`, re-created from `spec`'s config and built, is not the original, or None.
+
+    Variable shapes are compared only when the layer got inputs of the original's shapes
+    (an upstream pass may legitimately change them).
+    """
+    expected = _keras.layer_structure(spec.source, shapes=same_inputs)
+    received = _keras.layer_structure(layer, shapes=same_inputs)
+    if expected != received:
+        return (f"re-created from its config it builds other sub-layers or variables "
+                f"({_first_difference(expected, received)})")
+    try:
+        config = layer.get_config()
+    except Exception as exc:
+        return f"get_config() fails after from_config ({type(exc).__name__}: {exc})"
+    if not configs_equal(config, spec.original_config):
+        keys = sorted(k for k in set(config) | set(spec.original_config)
+                      if not configs_equal(config.get(k), spec.original_config.get(k)))
+        return f"its config does not round-trip (differs in {', '.join(keys[:5])})"
+    return None
+
+
+def _first_difference(expected, received) -> str:
+    for i, (a, b) in enumerate(zip(expected, received)):
+        if a != b:
+            return f"sub-layer {i}: expected {a}, received {b}"
+    return f"expected {len(expected)} sub-layers, received {len(received)}"
+
+
+def _first_line(exc) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:200] if text else ""
+
+
+def _call_error(spec, args, kwargs, exc):
+    received = [tuple(t.shape) for t in keras.tree.flatten((args, kwargs))
+                if isinstance(t, keras.KerasTensor)]
+    return RebuildError(
+        f"layer '{spec.name}' ({spec.class_name}) could not be called on inputs of "
+        f"shape {received}: {type(exc).__name__}: {exc}")
 
 
 def _is_chain(graph) -> bool:

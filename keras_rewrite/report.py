@@ -40,6 +40,10 @@ class LayerWeights:
     carried: list = dataclasses.field(default_factory=list)  # weight names copied over
     new: list = dataclasses.field(default_factory=list)  # (weight name, why it is new)
     dropped: list = dataclasses.field(default_factory=list)  # (weight name, why it was dropped)
+    # How the layer's state came over: "state" (Keras's per-layer save/load protocol: variables,
+    # derived state, assets), "by name" (variable by variable, the layer's build changed) or
+    # "object copy: <why>" (the layer's config cannot re-create it; copied from the object).
+    how: str = "state"
 
 
 @dataclasses.dataclass
@@ -48,6 +52,7 @@ class Report:
 
     passes: list = dataclasses.field(default_factory=list)
     layers: dict = dataclasses.field(default_factory=dict)  # name -> LayerWeights
+    notes: list = dataclasses.field(default_factory=list)  # model-level decisions, one line each
 
     def layer(self, name: str) -> LayerWeights:
         return self.layers[name]
@@ -97,6 +102,10 @@ class Report:
             lines.append(f"pass {result.pass_name}: {state}")
             for c in result.changes:
                 lines.append(f"  {c.layer}: {c.action}{' - ' + c.detail if c.detail else ''}")
+        for lw in self.layers.values():
+            if lw.how.startswith("object copy"):
+                lines.append(f"{lw.layer}: carried by {lw.how}")
+        lines.extend(self.notes)
         lines.append(self.summary())
         return "\n".join(lines)
 

@@ -11,14 +11,40 @@ from .errors import WeightTransferError
 from .report import LayerWeights
 
 
-def transfer_weights(spec, layer) -> LayerWeights:
-    """Copy `spec.source`'s weights into `layer`; say which were carried, new or dropped."""
+def transfer_weights(spec, layer, *, copied_because=None, assets_dir=None) -> LayerWeights:
+    """Carry `spec.source`'s state into `layer`; say which weights were carried, new or dropped.
+
+    Three ways, best first:
+    - `layer` is a copy of the source object (`copied_because` says why): nothing to do.
+    - `layer` has the source's build (same sub-layer classes and variable shapes): Keras's own
+      per-layer state protocol (`_keras.carry_state`): variables, derived state such as an
+      adapted Normalization's, and assets such as lookup vocabularies; exactly what saving
+      and loading the layer would carry.
+    - otherwise (a pass changed the layer): variable by variable, by name (and occurrence),
+      where the shape and dtype still fit.
+    """
     record = LayerWeights(layer.name, type(layer).__name__)
     source = spec.source
     if source is None or not isinstance(source, _keras.Layer):
         for key in _keras.variable_key_list(layer):
             record.new.append((_weight_label(key), "new layer, no original to copy from"))
         return record
+    labels = [_weight_label(key) for key in _keras.variable_key_list(layer)]
+    if copied_because is not None:
+        record.how = f"object copy: {copied_because}"
+        record.carried.extend(labels)
+        return record
+    if (type(source) is type(layer)
+            and _keras.layer_structure(source) == _keras.layer_structure(layer)):
+        try:
+            _keras.carry_state(source, layer, assets_dir)
+        except Exception as exc:
+            raise WeightTransferError(
+                f"layer '{layer.name}' ({type(layer).__name__}): could not carry its state "
+                f"with Keras's save/load protocol: {type(exc).__name__}: {exc}") from exc
+        record.carried.extend(labels)
+        return record
+    record.how = "by name"
     old = dict(zip(_keras.variable_key_list(source), source.weights))
     pairs, unmatched = [], []
     for key, variable in zip(_keras.variable_key_list(layer), layer.weights):

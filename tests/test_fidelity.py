@@ -1,0 +1,191 @@
+"""Real-world fidelity of the round trip: structures, Functional subclasses, layers whose config
+does not round-trip, and layer state beyond variables (adapted preprocessing layers)."""
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from keras import layers
+
+import keras_rewrite as kr
+from helpers import assert_identical_copy, assert_same_predictions
+
+
+def test_dict_outputs_keep_their_keys_order_and_values():
+    x = keras.Input((3,), name="x")
+    outputs = {"b": layers.Dense(1, name="db")(x), "a": layers.Dense(4, name="da")(x)}
+    model = keras.Model({"x": x}, outputs)
+    new = kr.rewrite(model)
+    assert list(new.output) == ["b", "a"] and list(new.input) == ["x"]
+    data = {"x": np.ones((2, 3), "float32")}
+    want, got = model.predict(data, verbose=0), new.predict(data, verbose=0)
+    assert list(got) == ["b", "a"]
+    for key in want:
+        assert np.array_equal(want[key], got[key])
+
+
+def test_nested_list_and_dict_outputs_keep_their_structure():
+    x = keras.Input((3,))
+    a, b, c = (layers.Dense(n, name=f"d{n}")(x) for n in (1, 2, 3))
+    model = keras.Model(x, [c, {"z": a, "y": b}])
+    new = kr.rewrite(model)
+    data = np.ones((2, 3), "float32")
+    want, got = model.predict(data, verbose=0), new.predict(data, verbose=0)
+    assert list(got[1]) == ["z", "y"]
+    assert np.array_equal(want[0], got[0]) and np.array_equal(want[1]["y"], got[1]["y"])
+
+
+@keras.saving.register_keras_serializable("test_fidelity")
+class TinyBackbone(keras.Model):
+    """A Functional subclass in KerasHub's style: config = constructor arguments."""
+
+    def __init__(self, width=4, **kwargs):
+        self.hidden = layers.Dense(width, activation="relu", name="hidden")
+        self.heads = [layers.Dense(1, name="head_a"), layers.Dense(2, name="head_b")]
+        inputs = keras.Input((3,), name="x")
+        h = self.hidden(inputs)
+        super().__init__(inputs, {"a": self.heads[0](h), "b": self.heads[1](h)}, **kwargs)
+        self.width = width
+
+    def get_config(self):
+        return {"width": self.width, "name": self.name, "trainable": self.trainable}
+
+
+def test_a_functional_subclass_keeps_its_class_and_its_attributes_point_into_the_copy():
+    model = TinyBackbone(width=5, name="tiny")
+    result = kr.rewrite_with_report(model)
+    new = result.model
+    assert type(new) is TinyBackbone and new.width == 5 and new.name == "tiny"
+    assert new.hidden is new.get_layer("hidden") and new.hidden is not model.hidden
+    assert [h.name for h in new.heads] == ["head_a", "head_b"]
+    assert new.heads[1] is new.get_layer("head_b")
+    assert new.get_config() == model.get_config()
+    assert_identical_copy(model, new, {"x": np.ones((2, 3), "float32")})
+    assert result.report.notes == []
+
+
+def test_a_changed_constructor_config_subclass_becomes_a_functional_that_keeps_the_rewrite(
+        tmp_path):
+    model = TinyBackbone(width=5, name="tiny")
+    result = kr.rewrite_with_report(model, [kr.passes.L2Regularization(0.01)])
+    new = result.model
+    assert type(new) is keras.Model or type(new).__name__ == "Functional"
+    assert "TinyBackbone saves itself as constructor arguments" in result.report.notes[0]
+    new.save(tmp_path / "m.keras")
+    loaded = keras.saving.load_model(tmp_path / "m.keras")
+    assert loaded.get_layer("hidden").kernel_regularizer.get_config() == {"l2": 0.01}
+    x = {"x": np.ones((2, 3), "float32")}
+    assert_same_predictions(model, loaded, x)
+
+
+@keras.saving.register_keras_serializable("test_fidelity")
+class BlockWithoutConfig(layers.Layer):
+    """As keras.io examples print it: sub-layers from __init__ arguments, no get_config."""
+
+    def __init__(self, dim, hidden):
+        super().__init__()
+        self.ffn = keras.Sequential([layers.Dense(hidden, activation="relu"), layers.Dense(dim)])
+        self.norm = layers.LayerNormalization()
+        self.drop = layers.Dropout(0.1)
+
+    def call(self, x, training=False):
+        return self.norm(x + self.drop(self.ffn(x), training=training))
+
+
+@keras.saving.register_keras_serializable("test_fidelity")
+class ForgetfulConfig(layers.Layer):
+    """get_config forgets `units`: from_config builds a layer of the default width."""
+
+    def __init__(self, units=2, **kwargs):
+        super().__init__(**kwargs)
+        self.units = units
+        self.inner = layers.Dense(units)
+
+    def call(self, x):
+        return self.inner(x)
+
+    def get_config(self):
+        return {"name": self.name}
+
+
+def _block_model():
+    x = keras.Input((5, 8))
+    return keras.Model(x, layers.GlobalAveragePooling1D()(BlockWithoutConfig(8, 16)(x)))
+
+
+def test_a_layer_without_get_config_is_copied_from_the_object_and_trains_independently():
+    model = _block_model()
+    result = kr.rewrite_with_report(model)
+    new = result.model
+    block = model.layers[1]
+    assert result.report.layers[block.name].how.startswith("object copy: from_config failed")
+    x = np.random.default_rng(0).random((4, 5, 8)).astype("float32")
+    assert_same_predictions(model, new, x)
+    before = [w.numpy().copy() for w in model.weights]
+    new.compile(keras.optimizers.SGD(0.5), "mse")
+    new.fit(x, np.ones((4, 8), "float32"), epochs=2, verbose=0)
+    assert all(np.array_equal(b, w.numpy()) for b, w in zip(before, model.weights))
+    assert not all(np.array_equal(b, w.numpy()) for b, w in zip(before, new.weights))
+
+
+def test_a_layer_whose_config_builds_something_else_is_detected_and_copied():
+    x = keras.Input((3,))
+    layer = ForgetfulConfig(units=4, name="forgetful")
+    model = keras.Model(x, layer(x))
+    result = kr.rewrite_with_report(model)
+    how = result.report.layers["forgetful"].how
+    assert how.startswith("object copy: re-created from its config it builds other")
+    assert result.model.output.shape == (None, 4)
+    assert_same_predictions(model, result.model, np.ones((2, 3), "float32"))
+
+
+def test_an_untouched_layer_that_cannot_be_copied_either_is_a_rebuild_error_naming_it(
+        monkeypatch):
+    model = _block_model()
+    from keras_rewrite import _keras
+
+    def refuse(layer):
+        raise TypeError("no copy")
+
+    monkeypatch.setattr(_keras, "copy_layer_object", refuse)
+    with pytest.raises(kr.RebuildError, match=r"'block_without_config.*BlockWithoutConfig.*"
+                                               r"from_config failed.*get_config"):
+        kr.rewrite(model)
+
+
+def _adapted(layer, data):
+    layer.adapt(data)
+    return layer
+
+
+def _preprocessing_models():
+    rng = np.random.default_rng(0)
+    numbers = (rng.random((40, 3)) * 5).astype("float32")
+    yield "normalization", keras.Sequential([
+        keras.Input((3,)), _adapted(layers.Normalization(), numbers), layers.Dense(2)]), numbers
+    words = np.array([["a"], ["b"], ["c"], ["a"], ["d"]])
+    x = keras.Input((1,), dtype="string")
+    yield "string_lookup", keras.Model(x, _adapted(layers.StringLookup(), words)(x)), \
+        tf.constant([["a"], ["c"], ["zz"]])
+    x = keras.Input((1,), dtype="int64")
+    yield "integer_lookup", keras.Model(
+        x, _adapted(layers.IntegerLookup(), np.array([[3], [5], [7], [3]]))(x)), \
+        np.array([[3], [7], [9]])
+    x = keras.Input((1,), dtype="string")
+    vectorize = _adapted(layers.TextVectorization(max_tokens=20, output_sequence_length=4),
+                         ["the cat sat", "the dog ran far"])
+    yield "text_vectorization", keras.Model(x, layers.Embedding(20, 3)(vectorize(x))), \
+        tf.constant([["the cat ran"], ["a dog"]])
+    x = keras.Input((1,))
+    yield "discretization", keras.Model(
+        x, _adapted(layers.Discretization(num_bins=4), rng.random((50, 1)))(x)), \
+        rng.random((6, 1)).astype("float32")
+
+
+@pytest.mark.parametrize("name,model,x", list(_preprocessing_models()),
+                         ids=lambda v: v if isinstance(v, str) else "")
+def test_adapted_preprocessing_state_is_carried_exactly_and_survives_save_load(
+        name, model, x, tmp_path):
+    new = kr.rewrite(model)
+    assert_same_predictions(model, new, x)
+    new.save(tmp_path / "m.keras")
+    assert_same_predictions(model, keras.saving.load_model(tmp_path / "m.keras"), x)
