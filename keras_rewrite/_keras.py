@@ -356,6 +356,22 @@ def carry_state(source, target, assets_dir):
             new.load_assets(folder)
 
 
+def set_sublayer_regularizers(layer, regularizers) -> None:
+    """Set `LayerSpec.sublayer_regularizers` on a rebuilt layer's sub-layers.
+
+    Both the sub-layer's attribute (what its `get_config` shows) and the variable's
+    `regularizer` (what the loss reads: setting the attribute on a built layer does nothing).
+    """
+    subs = list(layer._flatten_layers(include_self=True, recursive=True))
+    for (index, key), (variable_attr, in_cell, serialized) in regularizers.items():
+        owner = subs[index].cell if in_cell else subs[index]
+        regularizer = keras.regularizers.get(serialized)
+        setattr(owner, key, regularizer)
+        variable = getattr(owner, variable_attr, None)
+        if isinstance(variable, keras.Variable):
+            variable.regularizer = regularizer
+
+
 def has_assets(layer) -> bool:
     return any(callable(getattr(sub, "save_assets", None))
                for sub in layer._flatten_layers(include_self=True, recursive=True))

@@ -82,6 +82,10 @@ class LayerSpec:
         original_config: the config as `to_graph` read it (never edited): while `config`
             still equals it, the layer is `untouched`.
         config_error: why `get_config()` failed, or None.
+        sublayer_regularizers: regularizers for kernels the config does not describe (held
+            by sub-layers of a custom layer): ``{(sub-layer index in
+            _flatten_layers(include_self=True, recursive=True), config key): (variable
+            attribute, in_cell, serialized regularizer)}``; the rebuild sets them.
     """
 
     name: str
@@ -91,6 +95,7 @@ class LayerSpec:
     subgraph: nx.MultiDiGraph | None = None
     original_config: dict | None = dataclasses.field(default=None, repr=False)
     config_error: str | None = None
+    sublayer_regularizers: dict = dataclasses.field(default_factory=dict)
 
     @property
     def class_name(self) -> str:
@@ -111,6 +116,7 @@ class LayerSpec:
         """A new spec with `changes`; the config is copied, never shared."""
         fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         fields["config"] = copy.deepcopy(self.config)
+        fields["sublayer_regularizers"] = dict(self.sublayer_regularizers)
         fields.update(changes)
         return LayerSpec(**fields)
 
@@ -141,7 +147,7 @@ def graph_unchanged(graph) -> bool:
         for _, data in g.nodes(data=True):
             spec = data.get("spec")
             if (spec is not None and spec.subgraph is None and data["kind"] != "input"
-                    and not spec.untouched):
+                    and (not spec.untouched or spec.sublayer_regularizers)):
                 return False
     return True
 

@@ -136,6 +136,8 @@ class _Rebuilder:
                 assets_dir=self.assets_dir)
             if zeroed:
                 initialize_new_weights(spec, layer, record)
+            if spec.sublayer_regularizers:
+                _keras.set_sublayer_regularizers(layer, spec.sublayer_regularizers)
         return keras.tree.flatten(outputs)
 
     def call_copy(self, spec, layer, args, kwargs):
@@ -239,6 +241,8 @@ class _Rebuilder:
                     assets_dir=self.assets_dir)
                 if id(layer) in zeroed:
                     initialize_new_weights(spec, layer, record)
+                if spec.sublayer_regularizers:
+                    _keras.set_sublayer_regularizers(layer, spec.sublayer_regularizers)
         _keras.set_own_trainable(model, graph.graph.get("trainable", True))
         shapes = {input_id: [tuple(input_layer.output.shape)]}
         for node_id, layer in zip(chain, layers):

@@ -254,17 +254,88 @@ def test_nested_models_and_shared_layers():
     assert l2_config(new.get_layer("block").get_layer("inner_dense")) == 0.2
 
 
-def test_wrappers_and_frozen_layers_are_reported():
+def test_frozen_layers_are_reported():
     inputs = keras.Input((5, 3))
-    x = layers.Bidirectional(layers.LSTM(2), name="bi")(inputs)
     frozen = layers.Dense(2, name="frozen")
     frozen.trainable = False
-    model = keras.Model(inputs, frozen(x))
+    model = keras.Model(inputs, frozen(layers.Flatten()(inputs)))
     _, result = rewrite(model, 1e-3)
     changes = {c.layer: c for c in result.changes}
-    assert changes["bi"].action == "skipped" and "inner layer" in changes["bi"].detail
     assert changes["frozen"].action == "added_regularizer"
     assert "frozen (trainable=False)" in changes["frozen"].detail
+
+
+def all_kernels(model):
+    """Every kernel-like trainable variable, sub-layers at any depth included."""
+    return [v for v in model.trainable_weights
+            if v.name in KERNEL_NAMES or v.name.endswith("kernel")]
+
+
+def numpy_penalty(variables, c):
+    return sum(c * np.sum(np.asarray(v, dtype=np.float64) ** 2) for v in variables)
+
+
+@keras.saving.register_keras_serializable("test_l2")
+class Block(layers.Layer):
+    """A keras.io-style transformer block: its kernels live in sub-layers."""
+
+    def __init__(self, dim=4, **kwargs):
+        super().__init__(**kwargs)
+        self.dim = dim
+        self.att = layers.MultiHeadAttention(num_heads=2, key_dim=dim)
+        self.ffn = keras.Sequential([layers.Dense(8, activation="relu"), layers.Dense(dim)])
+
+    def call(self, x):
+        return self.ffn(x + self.att(x, x))
+
+
+def wrapper_zoo():
+    inputs = keras.Input((5, 4))
+    x = layers.Bidirectional(layers.LSTM(2, return_sequences=True), name="bi")(inputs)
+    x = layers.TimeDistributed(layers.Dense(4), name="td")(x)
+    x = layers.RNN(layers.GRUCell(4), return_sequences=True, name="rnn")(x)
+    x = layers.MultiHeadAttention(num_heads=2, key_dim=2, name="mha")(x, x)
+    x = Block(name="block")(x)
+    return keras.Model(inputs, layers.GlobalAveragePooling1D()(x))
+
+
+def test_l2_reaches_kernels_in_wrappers_attention_and_custom_sub_layers():
+    model = wrapper_zoo()
+    new, result = rewrite(model, 1e-3)
+    kernels = all_kernels(new)
+    assert len(kernels) == 2 * 2 + 1 + 2 + 4 + 4 + 2  # bi(2 LSTMs x 2), td, rnn, mha, block
+    assert [v.path for v in kernels if v.regularizer is None] == []
+    assert penalty(new) == pytest.approx(numpy_penalty(kernels, 1e-3), rel=1e-6)
+    labels = {c.layer for c in result.changes if c.action == "added_regularizer"}
+    assert {"mha/query", "block/query", "bi/forward_lstm", "bi/backward_lstm",
+            "rnn/gru_cell"} <= labels
+    assert len([label for label in labels if label.startswith("block/dense")]) == 2
+    assert_same_predictions(model, new, random_inputs(model))
+
+
+def test_the_report_lists_kernels_left_without_l2_and_why():
+    @keras.saving.register_keras_serializable("test_l2")
+    class OwnKernel(layers.Layer):
+        def build(self, shape):
+            self.kernel = self.add_weight(shape=(shape[-1], 2), name="kernel")
+
+        def call(self, x):
+            return x @ self.kernel
+
+    inputs = keras.Input((3,))
+    model = keras.Model(inputs, OwnKernel(name="own")(inputs))
+    _, result = rewrite(model, 1e-3)
+    (change,) = [c for c in result.changes if c.layer == "own"]
+    assert change.action == "skipped" and "'kernel' left without L2" in change.detail
+
+
+def test_apply_in_place_reaches_sub_layer_kernels_too():
+    model = wrapper_zoo()
+    result = L2Regularization(1e-3).apply_in_place(model)
+    assert result.modified
+    kernels = all_kernels(model)
+    assert [v.path for v in kernels if v.regularizer is None] == []
+    assert penalty(model) == pytest.approx(numpy_penalty(kernels, 1e-3), rel=1e-6)
 
 
 # ------------------------------------------------------------------------------ in place

@@ -25,11 +25,19 @@ SeparableConv1D/2D                          depthwise_regularizer -> depthwise_k
 Embedding                                   embeddings_regularizer -> embeddings
 LSTM, GRU, SimpleRNN, ConvLSTM1D/2D/3D      kernel_regularizer -> cell.kernel,
                                             recurrent_regularizer -> cell.recurrent_kernel
+LSTMCell, GRUCell, SimpleRNNCell            kernel_regularizer -> kernel,
+(inside RNN(cell))                          recurrent_regularizer -> recurrent_kernel
 ==========================================  ===============================================
 
 Subclasses of these classes are handled like them. With ``include_biases=True`` the bias
-(``bias_regularizer -> bias``) is added where the layer has one. Wrappers whose kernels live
-in an inner layer (Bidirectional, TimeDistributed, MultiHeadAttention) are reported as skipped.
+(``bias_regularizer -> bias``) is added where the layer has one.
+
+Kernels in sub-layers, at any depth, get L2 too: MultiHeadAttention's query/key/value/output
+EinsumDense layers, the layer inside Bidirectional / TimeDistributed / RNN(cell), and the
+Dense/Conv/Embedding layers inside custom layers (keras.io transformer blocks, every KerasHub
+encoder and decoder block). The layer's config does not describe them, so the graph keeps
+them in ``spec.sublayer_regularizers`` and the rebuild sets them on the new sub-layers (the
+attribute and the variable's regularizer); the report names each as ``layer/sub_layer``.
 """
 from __future__ import annotations
 
@@ -45,7 +53,7 @@ import keras
 from keras import layers
 
 from ..errors import PassError
-from ..graph import topological_order, to_graph
+from ..graph import iter_graphs, topological_order, to_graph
 from .base import Change, Pass, PassResult
 
 __all__ = ["L2Regularization"]
@@ -87,8 +95,10 @@ _KINDS: dict[type, _Kind] = {
     layers.Embedding: _Kind((_Weight("embeddings_regularizer", "embeddings"),)),
     **{cls: _RECURRENT for cls in (layers.LSTM, layers.GRU, layers.SimpleRNN,
                                    layers.ConvLSTM1D, layers.ConvLSTM2D, layers.ConvLSTM3D)},
+    # A cell in a generic RNN(cell) wrapper holds its weights itself.
+    **{cls: _Kind(_RECURRENT.weights) for cls in (layers.LSTMCell, layers.GRUCell,
+                                                  layers.SimpleRNNCell)},
 }
-_WRAPPERS = (layers.Bidirectional, layers.TimeDistributed, layers.MultiHeadAttention)
 
 
 def _kind_of(cls) -> _Kind | None:
@@ -118,11 +128,31 @@ def _is_float_ge_0(value) -> bool:
 
 @dataclasses.dataclass
 class _Site:
-    """A layer with regularizable weights, once per layer (shared layers are one spec)."""
+    """A layer with regularizable weights, once per layer (shared layers are one spec).
+
+    A kernel held by a sub-layer (MultiHeadAttention's query/key/value/output, the layer
+    inside Bidirectional or TimeDistributed, the Dense layers of a custom transformer block)
+    is a site of its own: `sub_index` is its position in the layer's
+    ``_flatten_layers(include_self=True, recursive=True)`` and `sub` the original sub-layer.
+    """
 
     spec: object  # LayerSpec
-    kind: _Kind | None  # None for a wrapper this pass does not look into
+    kind: _Kind | None
     scope: tuple  # names of the nested models containing it, innermost first
+    sub_index: int = 0  # 0: the layer itself
+    sub: object = None
+
+    @property
+    def label(self) -> str:
+        return self.spec.name if not self.sub_index else f"{self.spec.name}/{self.sub.name}"
+
+    @property
+    def cls(self):
+        return self.spec.cls if not self.sub_index else type(self.sub)
+
+    @property
+    def config(self) -> dict:
+        return self.spec.config if not self.sub_index else self.sub.get_config()
 
 
 @dataclasses.dataclass
@@ -261,14 +291,16 @@ class L2Regularization(Pass):
             seen.add(id(spec))
             if spec.subgraph is not None:
                 yield from self._sites(spec.subgraph, (spec.name, *scope), seen)
-            elif issubclass(spec.cls, _WRAPPERS):
-                yield _Site(spec, None, scope)
             elif _kind_of(spec.cls) is not None:
                 yield _Site(spec, _kind_of(spec.cls), scope)
+            elif isinstance(spec.source, layers.Layer):
+                yield from _sublayer_sites(spec, scope)
 
     def _coefficient(self, site: _Site) -> tuple[float, str]:
         """(coefficient, where it came from) for a layer: see `per_layer` in the docstring."""
-        for name in (site.spec.name, *site.scope):
+        names = (site.label, site.spec.name, *site.scope) if site.sub_index else \
+            (site.spec.name, *site.scope)
+        for name in names:
             if name in self.per_layer:
                 return self.per_layer[name], f"per_layer[{name!r}]"
             matches = [p for p in self.per_layer if fnmatch.fnmatchcase(name, p)]
@@ -303,13 +335,9 @@ class L2Regularization(Pass):
         self._check_patterns_match(sites)
         decisions = []
         for site in sites:
-            spec = site.spec
-            if site.kind is None:
-                decisions.append(_Decision(site, [], f"{spec.class_name} keeps its kernels in "
-                                           "an inner layer, which this pass does not edit"))
-                continue
-            if self.layer_types is not None and not issubclass(spec.cls, self.layer_types):
-                decisions.append(_Decision(site, [], f"{spec.class_name} is not in layer_types"))
+            if self.layer_types is not None and not issubclass(site.cls, self.layer_types):
+                decisions.append(_Decision(site, [], f"{site.cls.__name__} is not in "
+                                                     "layer_types"))
                 continue
             coefficient, source = self._coefficient(site)
             if coefficient == 0:
@@ -318,7 +346,7 @@ class L2Regularization(Pass):
             wanted = _serialized_l2(coefficient)
             assignments = []
             for weight in site.kind.weights:
-                if weight.is_bias and not (self.include_biases and _has_bias(spec.config)):
+                if weight.is_bias and not (self.include_biases and _has_bias(site.config)):
                     continue
                 existing = existing_of(site, weight)
                 if existing is None:
@@ -336,14 +364,21 @@ class L2Regularization(Pass):
     def run(self, graph) -> PassResult:
         """Set the regularizers in the layer configs of `graph` (and its nested models)."""
         sites = list(self._sites(graph))
-        decisions = self._decide(
-            sites, lambda site, weight: site.spec.config.get(weight.key))
+        decisions = self._decide(sites, _graph_existing)
         result = PassResult(self.name, modified=False, outputs_unchanged=True)
         for decision in decisions:
+            site = decision.site
             for a in decision.assignments:
-                if a.status in ("add", "replace"):
-                    decision.site.spec.config[a.weight.key] = _serialized_l2(a.coefficient)
+                if a.status not in ("add", "replace"):
+                    continue
+                if site.sub_index:
+                    # Not in the layer's config: the rebuild sets it on the sub-layer.
+                    site.spec.sublayer_regularizers[(site.sub_index, a.weight.key)] = (
+                        a.weight.variable, site.kind.in_cell, _serialized_l2(a.coefficient))
+                else:
+                    site.spec.config[a.weight.key] = _serialized_l2(a.coefficient)
             result.changes.append(self._change(decision, {}))
+        result.changes.extend(_uncovered_kernels(graph, decisions))
         result.modified = any(c.action != "skipped" for c in result.changes)
         return result
 
@@ -395,8 +430,9 @@ class L2Regularization(Pass):
 
     def _change(self, decision: _Decision, notes: dict) -> Change:
         spec = decision.site.spec
+        label = decision.site.label
         if not decision.assignments:
-            return Change(spec.name, "skipped", decision.skip_reason or "no weight to regularize")
+            return Change(label, "skipped", decision.skip_reason or "no weight to regularize")
         parts, changed = [], bool(notes)
         for a in decision.assignments:
             key = a.weight.key
@@ -418,7 +454,7 @@ class L2Regularization(Pass):
             if spec.config.get("trainable") is False:
                 detail += ("; the layer is frozen (trainable=False), so its penalty counts "
                            "only once it is unfrozen")
-        return Change(spec.name, "added_regularizer" if changed else "skipped", detail)
+        return Change(label, "added_regularizer" if changed else "skipped", detail)
 
 
 def _specificity(pattern: str) -> int:
@@ -431,8 +467,59 @@ def _has_bias(config: dict) -> bool:
     return bool(config.get("use_bias", True)) and config.get("bias_axes", "") is not None
 
 
+def _sublayer_sites(spec, scope) -> Iterator[_Site]:
+    """The kernels a layer holds in sub-layers, at any depth (see `_Site`)."""
+    subs = list(spec.source._flatten_layers(include_self=True, recursive=True))
+    inside = set()  # sub-layers of a site (an LSTM's cell): the site already covers them
+    for index, sub in enumerate(subs[1:], start=1):
+        kind = _kind_of(type(sub))
+        if kind is not None and id(sub) not in inside:
+            inside.update(id(s) for s in sub._flatten_layers(include_self=False, recursive=True))
+            yield _Site(spec, kind, scope, index, sub)
+
+
+def _uncovered_kernels(graph, decisions) -> list[Change]:
+    """A "skipped" change for every kernel-like variable no site covers, with the reason.
+
+    Kernel-like: a variable named like a kernel or an embedding table, in any layer, e.g. a
+    custom layer's own ``self.add_weight(name="kernel")`` or KerasHub's PositionEmbedding.
+    """
+    covered = set()
+    for decision in decisions:
+        site = decision.site
+        for weight in site.kind.weights if site.kind else ():
+            covered.add(id(getattr(_owner(site), weight.variable, None)))
+    changes, seen = [], set()
+    for g in iter_graphs(graph):
+        for _, data in g.nodes(data=True):
+            spec = data.get("spec")
+            if (data["kind"] != "layer" or spec is None or id(spec) in seen
+                    or spec.subgraph is not None or not isinstance(spec.source, layers.Layer)):
+                continue
+            seen.add(id(spec))
+            for sub in spec.source._flatten_layers(include_self=True, recursive=True):
+                for variable in sub._trainable_variables:
+                    name = variable.name.lower()
+                    if id(variable) in covered or not ("kernel" in name or "embedding" in name):
+                        continue
+                    label = spec.name if sub is spec.source else f"{spec.name}/{sub.name}"
+                    changes.append(Change(
+                        label, "skipped",
+                        f"variable '{variable.name}' left without L2: {type(sub).__name__} "
+                        "holds it itself and has no regularizer setting this pass knows"))
+    return changes
+
+
+def _graph_existing(site: _Site, weight: _Weight):
+    """The regularizer a weight has in the graph: its config's, or a sub-layer's."""
+    if not site.sub_index:
+        return site.spec.config.get(weight.key)
+    pending = site.spec.sublayer_regularizers.get((site.sub_index, weight.key))
+    return pending[2] if pending else _live_existing(site, weight)
+
+
 def _owner(site: _Site):
-    layer = site.spec.source
+    layer = site.spec.source if not site.sub_index else site.sub
     return layer.cell if site.kind.in_cell else layer
 
 
