@@ -509,48 +509,10 @@ def _load(session: Session, path: str):
 def unexpected(label: str, step: str, exc: BaseException) -> str:
     """One line for an exception nobody raised on purpose: the file, the step, the layer
     where known, the first paragraph of the message, and what to do."""
-    where = _layer_of(exc)
-    return (f"{label}: unexpected {type(exc).__name__} {step}{where}: {_first_paragraph(exc)}; "
-            "rerun with --verbose and report it")
+    from .io import first_paragraph, layer_in_traceback
 
-
-def _first_paragraph(exc: BaseException, limit: int = 240) -> str:
-    """The first paragraph of an exception's message on one line (Keras appends examples and
-    argument listings after a blank line; TensorFlow adds terminal colour codes)."""
-    import re
-
-    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip()
-    text = " ".join(re.split(r"\n\s*\n", text, maxsplit=1)[0].split()).rstrip(".")
-    text = text or "(no message)"
-    return text if len(text) <= limit else text[:limit - 3] + "..."
-
-
-def _layer_of(exc: BaseException) -> str:
-    """`` in layer 'name' (Class)`` for the innermost layer the traceback passed through, or
-    `` in a Class layer`` from Keras's "Exception encountered when calling Class.call()"."""
-    import re
-
-    try:
-        import keras
-    except Exception:
-        return ""
-    chain, seen = [], exc
-    while seen is not None and len(chain) < 10:
-        chain.append(seen)
-        seen = seen.__cause__ or seen.__context__
-    for link in chain:
-        frames, tb = [], link.__traceback__
-        while tb is not None:
-            frames.append(tb.tb_frame)
-            tb = tb.tb_next
-        for frame in reversed(frames):  # innermost first
-            for name in ("self", "layer", "operation"):
-                value = frame.f_locals.get(name)
-                if isinstance(value, keras.layers.Layer) and not isinstance(value, keras.Model):
-                    return f" in layer {value.name!r} ({type(value).__name__})"
-    found = re.search(r"Exception encountered when calling (\w+)\.call\(\)",
-                      " ".join(str(link) for link in chain))
-    return f" in a {found.group(1)} layer" if found else ""
+    return (f"{label}: unexpected {type(exc).__name__} {step}{layer_in_traceback(exc)}: "
+            f"{first_paragraph(exc)}; rerun with --verbose and report it")
 
 
 def _convert_one(session: Session, job: Job, specs, args, batch: bool) -> str:
@@ -680,7 +642,8 @@ def _print_convert_report(job, report, model, new_model, outputs, written, pictu
     if picture is not None:
         print(f"picture: {picture.note}", file=out)
     if written:
-        print(f"wrote {written} (reloaded and checked: same predictions)", file=out)
+        print(f"wrote {written} (reloaded and checked: same layers, regularizers, weights and "
+              "predictions)", file=out)
     elif args.dry_run:
         print("dry run: nothing written", file=out)
 
@@ -1094,8 +1057,10 @@ def main(argv=None) -> int:
     except Exception as exc:  # a bug: still one line (the traceback with --verbose)
         if verbose:
             traceback.print_exc()
-        print(error_line(f"unexpected {type(exc).__name__}{_layer_of(exc)}: "
-                         f"{_first_paragraph(exc)} (this is a bug in {PROG}; rerun with "
+        from .io import first_paragraph, layer_in_traceback
+
+        print(error_line(f"unexpected {type(exc).__name__}{layer_in_traceback(exc)}: "
+                         f"{first_paragraph(exc)} (this is a bug in {PROG}; rerun with "
                          "--verbose and report it)"), file=sys.stderr)
         return EXIT_REWRITE
 

@@ -10,8 +10,9 @@ Keras still raises into one `ModelFileError` line naming the file, what was expe
 was received.
 
 Saving is atomic (`save_model`): the model is written to a hidden temporary file in the
-destination folder, reloaded and checked against the in-memory model on a batch, and only then
-renamed over the destination with `os.replace`. On any failure, including Ctrl-C, neither the
+destination folder, checked by the caller's `verify` (the command line reloads it and compares
+it with the in-memory model, `keras_rewrite.verify.compare_models`), and only then renamed over
+the destination with `os.replace`. On any failure, including Ctrl-C, neither the
 destination nor the temporary file is left behind.
 
 Safe by default: ``safe_mode=True`` refuses Lambda layers carrying Python bytecode (checked in
@@ -37,7 +38,8 @@ from .errors import RewriteError
 
 __all__ = ["ModelFileError", "OutputError", "CustomObjectsError", "ModelFile",
            "check_model_file", "load_model", "save_model", "check_output_path",
-           "import_custom_objects", "random_batch", "sample_batch"]
+           "import_custom_objects", "random_batch", "sample_batch", "first_paragraph",
+           "layer_in_traceback"]
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 H5_SUFFIXES = (".h5", ".hdf5")
@@ -278,6 +280,47 @@ def _describe_content(head: bytes) -> str:
 def _one_line(exc) -> str:
     text = " ".join(str(exc).split())
     return text if len(text) <= 240 else text[:237] + "..."
+
+
+def first_paragraph(exc: BaseException, limit: int = 240) -> str:
+    """The first paragraph of an exception's message on one line, without a final period
+    (Keras appends examples and argument listings after a blank line; TensorFlow adds
+    terminal colour codes).
+
+    >>> first_paragraph(ValueError("Bad value.\\n\\nExample:\\n  x = 1"))
+    'Bad value'
+    """
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip()
+    text = " ".join(re.split(r"\n\s*\n", text, maxsplit=1)[0].split()).rstrip(".")
+    text = text or "(no message)"
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def layer_in_traceback(exc: BaseException) -> str:
+    """`` in layer 'name' (Class)`` for the innermost layer whose method the traceback passed
+    through (a local ``self``, ``layer`` or ``operation``), else `` in a Class layer`` from
+    Keras's "Exception encountered when calling Class.call()", else ``""``."""
+    try:
+        import keras
+    except Exception:
+        return ""
+    chain, seen = [], exc
+    while seen is not None and len(chain) < 10:
+        chain.append(seen)
+        seen = seen.__cause__ or seen.__context__
+    for link in chain:
+        frames, tb = [], link.__traceback__
+        while tb is not None:
+            frames.append(tb.tb_frame)
+            tb = tb.tb_next
+        for frame in reversed(frames):  # innermost first
+            for name in ("self", "layer", "operation"):
+                value = frame.f_locals.get(name)
+                if isinstance(value, keras.layers.Layer) and not isinstance(value, keras.Model):
+                    return f" in layer {value.name!r} ({type(value).__name__})"
+    found = re.search(r"Exception encountered when calling (\w+)\.call\(\)",
+                      " ".join(str(link) for link in chain))
+    return f" in a {found.group(1)} layer" if found else ""
 
 
 # --------------------------------------------------------------------------- loading
@@ -559,8 +602,8 @@ def save_model(model, path, *, overwrite: bool = False, verify=None) -> None:
         except OSError as exc:
             raise OutputError(path, f"writing failed: {exc.strerror or _one_line(exc)}") from exc
         except Exception as exc:
-            raise OutputError(path, f"Keras could not save the model: {type(exc).__name__}: "
-                                    f"{_one_line(exc)}") from exc
+            raise OutputError(path, f"Keras could not save the model{layer_in_traceback(exc)}: "
+                                    f"{type(exc).__name__}: {first_paragraph(exc)}") from exc
         if verify is not None:
             verify(tmp)
         # mkstemp makes the file owner-only; give it the mode a plain save would have, or

@@ -280,6 +280,45 @@ def test_random_batch_follows_a_dict_input_structure():
     assert predict(model, x).shape == (4, 7)
 
 
+def test_random_batch_of_strings_uses_the_vocabularies():
+    words, codes = (keras.Input((3,), dtype="string", name=n) for n in ("w", "c"))
+    text = keras.Input((1,), dtype="string", name="t")
+    lookup = layers.StringLookup(vocabulary=["cat", "dog"], num_oov_indices=0)
+    vectorize = layers.TextVectorization(max_tokens=8)
+    vectorize.adapt(["the sun rose"])
+    hashed = layers.Hashing(4)(codes)  # a string input without a vocabulary
+    model = keras.Model([words, text, codes], [lookup(words), vectorize(text), hashed])
+    xw, xt, xc = io.random_batch(model, batch=2)
+    assert xw.shape == (2, 3) and set(xw.ravel()) <= {"cat", "dog"}
+    assert all(len(s.split()) == 3 and set(s.split()) <= {"the", "sun", "rose"}
+               for s in xt.ravel())
+    assert set(xc.ravel()) <= set(io.FALLBACK_WORDS)
+    assert [o.shape[0] for o in keras.tree.flatten(predict(model, [xw, xt, xc]))] == [2, 2, 2]
+
+
+def test_sample_batch_shrinks_unknown_dims_the_model_refuses():
+    inputs = keras.Input((None,), name="tokens")
+
+    class AtMost16(layers.Layer):
+        def call(self, x):
+            if x.shape[1] is not None and x.shape[1] > 16:
+                raise ValueError(f"at most 16 positions; received {x.shape[1]}")
+            return x
+
+    model = keras.Model(inputs, AtMost16()(inputs))
+    x, outputs = io.sample_batch(model, batch=2)
+    assert x.shape == (2, 16) and outputs.shape == (2, 16)
+    class Never(layers.Layer):
+        def call(self, x):
+            if not isinstance(x, keras.KerasTensor):
+                raise RuntimeError("refuses every batch")
+            return x
+
+    fixed = keras.Input((3,))
+    with pytest.raises(RuntimeError, match="refuses every batch"):  # tried once: no None dim
+        io.sample_batch(keras.Model(fixed, Never()(fixed)))
+
+
 # --------------------------------------------------------------------------- save_model
 
 
