@@ -7,6 +7,7 @@ from . import _quiet  # noqa: F401  (must precede the first TensorFlow import)
 from .api import RewriteResult, rewrite, rewrite_with_report
 from .errors import (GraphError, PassError, RebuildError, RewriteError, ShapeMismatchError,
                      UnsupportedModelError, WeightTransferError)
+from .functional import RewrittenFunctional  # registered: files holding it load
 from .graph import LayerSpec, Slot, to_graph, validate
 # Imported eagerly, not lazily: importing the submodule keras_rewrite.lint binds the package
 # attribute `lint` to that module, which would shadow a lazily exported `lint` function.
@@ -32,5 +33,5 @@ __all__ = [
     "rewrite", "rewrite_with_report", "RewriteResult", "to_graph", "to_model", "validate",
     "LayerSpec", "Slot", "Report", "PassResult", "Change", "RewriteError", "UnsupportedModelError",
     "GraphError", "PassError", "RebuildError", "WeightTransferError", "ShapeMismatchError",
-    "lint", "Finding", "RewriteCallback",
+    "lint", "Finding", "RewriteCallback", "RewrittenFunctional",
 ]

@@ -17,6 +17,7 @@ import networkx as nx
 
 from . import _keras, checks
 from .errors import RebuildError
+from .functional import RewrittenFunctional
 from .graph import Slot, configs_equal, graph_unchanged, iter_graphs, map_structure, topological_order
 from .report import Report
 from .weights import initialize_new_weights, transfer_weights
@@ -147,7 +148,8 @@ class _Rebuilder:
             raise _call_error(spec, args, kwargs, exc) from exc
 
     def build(self, graph):
-        if graph.graph["model_class"] == "Sequential" and _is_chain(graph):
+        if (graph.graph["model_class"] == "Sequential" and _is_chain(graph)
+                and not _sublayer_regularizers(graph)):
             return self.build_sequential(graph)
         produced = {}
         shapes = {}
@@ -194,6 +196,17 @@ class _Rebuilder:
         name = graph.graph["name"]
         source = graph.graph.get("source")
         cls = graph.graph.get("model_type", _keras.Functional)
+        settings = _sublayer_regularizers(graph)
+        if settings:
+            # Only this class saves them (see keras_rewrite.functional).
+            if cls is not _keras.Functional:
+                self.report.notes.append(
+                    f"model '{name}': rebuilt as RewrittenFunctional, not {cls.__name__}, so "
+                    f"that the regularizers set inside {', '.join(sorted(settings))} are saved "
+                    f"with it (load it after `import keras_rewrite`)")
+            model = _keras.new_functional(RewrittenFunctional, inputs, outputs, name)
+            model.set_sublayer_regularizers(settings)
+            return model
         if source is None or cls is _keras.Functional or not issubclass(cls, _keras.Functional):
             return keras.Model(inputs=inputs, outputs=outputs, name=name)
         _, saves_graph = _keras.model_class_of(source)
@@ -249,6 +262,13 @@ class _Rebuilder:
             shapes[node_id] = [tuple(t.shape) for t in keras.tree.flatten(layer.output)]
         self.shapes[id(graph)] = shapes
         return model
+
+
+def _sublayer_regularizers(graph) -> dict:
+    """{layer name: spec.sublayer_regularizers} for this graph's own layers that have some."""
+    return {data["spec"].name: data["spec"].sublayer_regularizers
+            for _, data in graph.nodes(data=True)
+            if data["kind"] == "layer" and data["spec"].sublayer_regularizers}
 
 
 def _copyable(spec) -> bool:

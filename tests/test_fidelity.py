@@ -83,6 +83,9 @@ class BlockWithoutConfig(layers.Layer):
 
     def __init__(self, dim, hidden):
         super().__init__()
+        self.make_parts(dim, hidden)
+
+    def make_parts(self, dim, hidden):
         self.ffn = keras.Sequential([layers.Dense(hidden, activation="relu"), layers.Dense(dim)])
         self.norm = layers.LayerNormalization()
         self.drop = layers.Dropout(0.1)
@@ -107,9 +110,22 @@ class ForgetfulConfig(layers.Layer):
         return {"name": self.name}
 
 
-def _block_model():
+@keras.saving.register_keras_serializable("test_fidelity")
+class BlockWithConfig(BlockWithoutConfig):
+    """The same block as keras.io's examples that save: get_config lists __init__'s arguments."""
+
+    def __init__(self, dim, hidden, **kwargs):
+        layers.Layer.__init__(self, **kwargs)
+        self.make_parts(dim, hidden)
+        self.dim, self.hidden = dim, hidden
+
+    def get_config(self):
+        return {**super().get_config(), "dim": self.dim, "hidden": self.hidden}
+
+
+def _block_model(block=BlockWithoutConfig):
     x = keras.Input((5, 8))
-    return keras.Model(x, layers.GlobalAveragePooling1D()(BlockWithoutConfig(8, 16)(x)))
+    return keras.Model(x, layers.GlobalAveragePooling1D()(block(8, 16)(x)))
 
 
 def test_a_layer_without_get_config_is_copied_from_the_object_and_trains_independently():
@@ -189,3 +205,26 @@ def test_adapted_preprocessing_state_is_carried_exactly_and_survives_save_load(
     assert_same_predictions(model, new, x)
     new.save(tmp_path / "m.keras")
     assert_same_predictions(model, keras.saving.load_model(tmp_path / "m.keras"), x)
+
+
+def _regularizers_by_variable(model):
+    # By position: sub-layers' automatic names (and so variable paths) change on reloading.
+    return [(v.name, None if v.regularizer is None else v.regularizer.get_config())
+            for v in model.trainable_weights]
+
+
+def test_regularizers_inside_custom_layers_survive_saving_and_loading(tmp_path):
+    model = _block_model(BlockWithConfig)
+    result = kr.rewrite_with_report(model, [kr.passes.L2Regularization(0.01)])
+    new = result.model
+    assert isinstance(new, kr.RewrittenFunctional)
+    kernels = [v for v in new.trainable_weights if v.name == "kernel"]
+    assert len(kernels) == 2 and all(v.regularizer.get_config() == {"l2": 0.01} for v in kernels)
+    new.save(tmp_path / "m.keras")
+    loaded = keras.saving.load_model(tmp_path / "m.keras")
+    assert type(loaded) is kr.RewrittenFunctional
+    assert _regularizers_by_variable(loaded) == _regularizers_by_variable(new)
+    x = np.random.default_rng(0).random((2, 5, 8)).astype("float32")
+    assert_same_predictions(model, loaded, x)
+    expected = sum(0.01 * np.sum(np.asarray(v, np.float64) ** 2) for v in kernels)
+    assert float(sum(loaded.losses)) == pytest.approx(expected, rel=1e-6)

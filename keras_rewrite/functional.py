@@ -1,0 +1,59 @@
+"""`RewrittenFunctional`: a Functional model that saves what its layers' configs cannot say.
+
+L2 on a kernel held by a sub-layer of a custom layer (a keras.io transformer block, every
+KerasHub encoder/decoder block) is set on the sub-layer of the rebuilt model, but the custom
+layer's `get_config` only holds its constructor arguments: a plain Functional model saved to a
+file would reload with those sub-layers re-created without the regularizer, losing the rewrite
+silently. A model holding such settings is rebuilt as this registered subclass of Functional: it
+saves its graph like any Functional model, plus the sub-layer regularizers, and sets them again
+when it is loaded. Loading needs ``import keras_rewrite`` first (as a KerasHub model needs
+``import keras_hub``), and works in safe mode.
+
+    >>> import keras, keras_rewrite  # doctest: +SKIP
+    >>> model = keras.saving.load_model("rewritten.keras")  # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import keras
+
+from . import _keras
+
+__all__ = ["RewrittenFunctional"]
+
+
+@keras.saving.register_keras_serializable("keras_rewrite")
+class RewrittenFunctional(_keras.Functional):
+    """A Functional model whose sub-layer regularizers survive saving and loading.
+
+    `sublayer_regularizers` maps a layer name to ``[[sub-layer index, config key, variable
+    attribute, in_cell, serialized regularizer], ...]`` (see `LayerSpec.sublayer_regularizers`).
+    """
+
+    def get_config(self):
+        config = super().get_config()
+        config["sublayer_regularizers"] = {
+            name: [[index, key, attr, in_cell, serialized]
+                   for (index, key), (attr, in_cell, serialized) in settings.items()]
+            for name, settings in self.sublayer_regularizers.items()}
+        return config
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        config = dict(config)
+        saved = config.pop("sublayer_regularizers", {})
+        model = super().from_config(config, custom_objects=custom_objects)
+        model.set_sublayer_regularizers({
+            name: {(index, key): (attr, in_cell, serialized)
+                   for index, key, attr, in_cell, serialized in entries}
+            for name, entries in saved.items()})
+        return model
+
+    @property
+    def sublayer_regularizers(self) -> dict:
+        return getattr(self, "_sublayer_regularizers", {})
+
+    def set_sublayer_regularizers(self, by_layer: dict) -> None:
+        """Set the regularizers on this model's layers (by layer name) and remember them."""
+        for name, settings in by_layer.items():
+            _keras.set_sublayer_regularizers(self.get_layer(name), settings)
+        object.__setattr__(self, "_sublayer_regularizers", dict(by_layer))
