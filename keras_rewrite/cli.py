@@ -16,6 +16,7 @@ traceback only under ``--verbose``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import math
 import os
@@ -1010,6 +1011,21 @@ def _version() -> str:
         return "unknown"
 
 
+@contextlib.contextmanager
+def _full_tracebacks():
+    """Keras's traceback filtering off while a command runs: it drops Keras's own frames, and
+    with them the layer an unexpected error happened in (`io.layer_in_traceback`)."""
+    import keras
+
+    was_on = keras.config.is_traceback_filtering_enabled()
+    keras.config.disable_traceback_filtering()
+    try:
+        yield
+    finally:
+        if was_on:
+            keras.config.enable_traceback_filtering()
+
+
 COMMANDS = {"convert": cmd_convert, "lint": cmd_lint, "inspect": cmd_inspect, "demo": cmd_demo}
 
 
@@ -1026,7 +1042,7 @@ def main(argv=None) -> int:
         session = Session(unsafe=getattr(args, "unsafe", False), verbose=args.verbose)
         import warnings
 
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _full_tracebacks():
             if not session.verbose:
                 # Keras warns on load about optimizer variables it skips, compiled metrics
                 # not built yet, ...: noise for this tool's users; --verbose shows them.

@@ -299,7 +299,9 @@ def first_paragraph(exc: BaseException, limit: int = 240) -> str:
 def layer_in_traceback(exc: BaseException) -> str:
     """`` in layer 'name' (Class)`` for the innermost layer whose method the traceback passed
     through (a local ``self``, ``layer`` or ``operation``), else `` in a Class layer`` from
-    Keras's "Exception encountered when calling Class.call()", else ``""``."""
+    Keras's "Exception encountered when calling Class.call()" or "Object Class was created by
+    passing ...", else ``""``. Keras's traceback filtering drops its own frames: the command
+    line turns it off while it runs."""
     try:
         import keras
     except Exception:
@@ -318,8 +320,9 @@ def layer_in_traceback(exc: BaseException) -> str:
                 value = frame.f_locals.get(name)
                 if isinstance(value, keras.layers.Layer) and not isinstance(value, keras.Model):
                     return f" in layer {value.name!r} ({type(value).__name__})"
-    found = re.search(r"Exception encountered when calling (\w+)\.call\(\)",
-                      " ".join(str(link) for link in chain))
+    text = " ".join(str(link) for link in chain)
+    found = (re.search(r"Exception encountered when calling (\w+)\.call\(\)", text)
+             or re.search(r"Object (\w+) was created by passing", text))
     return f" in a {found.group(1)} layer" if found else ""
 
 
@@ -603,7 +606,8 @@ def save_model(model, path, *, overwrite: bool = False, verify=None) -> None:
             raise OutputError(path, f"writing failed: {exc.strerror or _one_line(exc)}") from exc
         except Exception as exc:
             raise OutputError(path, f"Keras could not save the model{layer_in_traceback(exc)}: "
-                                    f"{type(exc).__name__}: {first_paragraph(exc)}") from exc
+                                    f"{type(exc).__name__}: {first_paragraph(exc)}; rerun with "
+                                    "--verbose and report it") from exc
         if verify is not None:
             verify(tmp)
         # mkstemp makes the file owner-only; give it the mode a plain save would have, or

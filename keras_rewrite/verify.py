@@ -370,7 +370,7 @@ def check_same_model(expected, received, x=None, expected_outputs=None, *,
     >>> check_same_model(a, b, prefix="the copy is not the model")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    keras_rewrite.verify.ModelMismatchError: the copy is not the model: layer 'd': weight 'kernel' expected ...
+    keras_rewrite.verify.ModelMismatchError: the copy is not the model: layer 'd': weight ...
     """
     comparison = compare_models(expected, received, x, expected_outputs, tolerance=tolerance)
     comparison.raise_if_different(prefix)
@@ -501,7 +501,8 @@ def max_abs_difference(a, b) -> float:
     0 when equal, else inf.
 
     >>> import numpy as np
-    >>> max_abs_difference({"a": np.zeros(2), "b": np.ones(2)}, {"b": np.ones(2), "a": np.full(2, .5)})
+    >>> max_abs_difference({"a": np.zeros(2), "b": np.ones(2)},
+    ...                    {"b": np.ones(2), "a": np.full(2, 0.5)})
     0.5
     >>> max_abs_difference({"a": np.zeros(2)}, {"b": np.zeros(2)})
     inf
