@@ -245,7 +245,7 @@ def _modules_copy_as_themselves():
             del dispatch[types.ModuleType]
 
 
-def copy_layer_object(layer):
+def copy_layer_object(layer, *, move_variables=False):
     """An independent copy of a built layer made from the object itself, not from its config.
 
     For layers whose `from_config(get_config())` fails or builds something else (a custom
@@ -254,6 +254,9 @@ def copy_layer_object(layer):
     a copy of the value (training the copy never touches the original), and the copy has no
     call history, so it can be called in a new model. `copy.deepcopy(layer)` is no way around
     this: Keras routes it through serialization (`KerasSaveable.__reduce__`).
+
+    With `move_variables=True` the copy takes the original's variable objects themselves
+    (nothing is allocated; the original must not be used any more, see `mark_moved`).
     """
     from keras.src.utils import tracking
 
@@ -264,7 +267,7 @@ def copy_layer_object(layer):
         memo[id(sub._outbound_nodes)] = []
         memo[id(sub)] = object.__new__(type(sub))
     for variable in _all_variables(sublayers):
-        memo[id(variable)] = _new_variable_like(variable)
+        memo[id(variable)] = variable if move_variables else _new_variable_like(variable)
     with _modules_copy_as_themselves(), tracking.DotNotTrackScope():
         for sub in sublayers:
             memo[id(sub)].__dict__.update(copy.deepcopy(vars(sub), memo))
@@ -276,6 +279,21 @@ def copy_layer_object(layer):
                 store: {id(memo[i]) if i in memo else i for i in ids}
                 for store, ids in tracker.stored_ids.items()}
     return memo[id(layer)]
+
+
+def mark_moved(model, new_name) -> None:
+    """Make calling `model` (whose variables moved into model `new_name`) a clear error."""
+    from .errors import RewriteError
+
+    def moved(*args, **kwargs):
+        raise RewriteError(
+            f"model '{model.name}' was rewritten with copy=False: its variables now belong to "
+            f"the rewritten model '{new_name}'. Use that model, or rewrite with copy=True to "
+            "keep both")
+
+    object.__setattr__(model, "call", moved)
+    for attr in ("predict_function", "train_function", "test_function"):
+        object.__setattr__(model, attr, None)
 
 
 def _all_variables(sublayers):

@@ -6,7 +6,7 @@ import dataclasses
 import keras
 
 from . import _keras
-from .errors import RebuildError, ShapeMismatchError
+from .errors import RebuildError, RewriteError, ShapeMismatchError
 from .graph import to_graph, validate
 from .passes import resolve_passes
 from .passes.base import run_passes
@@ -20,15 +20,17 @@ class RewriteResult:
     report: Report
 
 
-def rewrite_with_report(model, passes=()) -> RewriteResult:
+def rewrite_with_report(model, passes=(), *, copy=True) -> RewriteResult:
     """Like `rewrite`, and also return the `Report` of what each pass and the rebuild did."""
+    if not isinstance(copy, bool):
+        raise RewriteError(f"Expected copy=True or copy=False. Received: copy={copy!r}")
     passes = resolve_passes(passes)
     graph = to_graph(model)
     validate(graph)
     report = Report(passes=run_passes(graph, passes))
     with _keras.distribution_scope(model):
         try:
-            new_model = to_model(graph, report=report)
+            new_model = to_model(graph, report=report, move=not copy)
         except (RebuildError, ShapeMismatchError) as exc:
             modifying = [r.pass_name for r in report.passes if r.modified]
             if modifying:
@@ -36,10 +38,12 @@ def rewrite_with_report(model, passes=()) -> RewriteResult:
                             f"{', '.join(modifying)})",)
             raise
         _keras.compile_like(new_model, model)
+    if not copy:
+        _keras.mark_moved(model, new_model.name)
     return RewriteResult(new_model, report)
 
 
-def rewrite(model, passes=()) -> keras.Model:
+def rewrite(model, passes=(), *, copy=True) -> keras.Model:
     """Return a rewritten copy of a built Functional or Sequential Keras model.
 
     Args:
@@ -47,6 +51,10 @@ def rewrite(model, passes=()) -> keras.Model:
         passes: passes to apply in order: `Pass` objects, plain functions taking the graph,
             or the short names "l2", "spatial_dropout" and "reorder" (default settings).
             With no passes the result is an exact copy with the same weights.
+        copy: True (default): the new model has its own weights. False: the layers no pass
+            changed take the original's variables instead of copies, so a model of several
+            GB needs no second set of weights; the original is unusable afterwards (calling
+            it raises `RewriteError` saying so).
 
     Returns:
         A new model with every weight that still fits carried over; compiled like the
@@ -63,4 +71,4 @@ def rewrite(model, passes=()) -> keras.Model:
         >>> bool(np.array_equal(model.predict(x, verbose=0), copy.predict(x, verbose=0)))
         True
     """
-    return rewrite_with_report(model, passes).model
+    return rewrite_with_report(model, passes, copy=copy).model

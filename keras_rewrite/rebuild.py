@@ -24,7 +24,7 @@ from .weights import initialize_new_weights, transfer_weights
 
 
 def to_model(graph: nx.MultiDiGraph, *, report: Report | None = None,
-             check: bool = True) -> keras.Model:
+             check: bool = True, move: bool = False) -> keras.Model:
     """Rebuild a Keras model from `graph`.
 
     Args:
@@ -33,6 +33,9 @@ def to_model(graph: nx.MultiDiGraph, *, report: Report | None = None,
             (and why) or dropped. A new one is used when omitted.
         check: compare the rebuilt model's output shapes with the original's and raise
             `ShapeMismatchError` naming the first layer whose output shape changed.
+        move: layers no pass changed take the original's variables themselves instead of
+            copies (no memory for a second set of weights; the original must not be used
+            afterwards: `rewrite(..., copy=False)` marks it so).
 
     Returns:
         A new model; the original model and its layers are not touched.
@@ -40,7 +43,7 @@ def to_model(graph: nx.MultiDiGraph, *, report: Report | None = None,
     report = report if report is not None else Report()
     size = sum(g.number_of_nodes() for g in iter_graphs(graph))
     with _keras.recursion_limit_for(size):
-        rebuilder = _Rebuilder(report)
+        rebuilder = _Rebuilder(report, move)
         try:
             model = rebuilder.build(graph)
         finally:
@@ -51,8 +54,9 @@ def to_model(graph: nx.MultiDiGraph, *, report: Report | None = None,
 
 
 class _Rebuilder:
-    def __init__(self, report: Report):
+    def __init__(self, report: Report, move: bool = False):
         self.report = report
+        self.move = move
         self.layers = {}  # id(spec) -> new layer (or model), so shared specs stay shared
         self.shapes = {}  # id(graph) -> {node id: [output shapes]}
         self.layer_map = {}  # id(original layer) -> new layer, for model attributes
@@ -74,6 +78,9 @@ class _Rebuilder:
         if layer is None:
             if spec.subgraph is not None:
                 layer = self.build(spec.subgraph)
+            elif self.move and _copyable(spec) and not isinstance(spec.source,
+                                                                    _keras.InputLayer):
+                layer = self.copy(spec, "variables moved (copy=False)")
             elif spec.config_error and _copyable(spec):
                 layer = self.copy(spec, spec.config_error)
             else:
@@ -94,7 +101,7 @@ class _Rebuilder:
     def copy(self, spec, why):
         """Carry an untouched layer over by copying the object (see _keras.copy_layer_object)."""
         try:
-            layer = _keras.copy_layer_object(spec.source)
+            layer = _keras.copy_layer_object(spec.source, move_variables=self.move)
         except Exception as exc:
             raise RebuildError(
                 f"layer '{spec.name}' ({spec.class_name}) cannot be carried over: {why}, and "

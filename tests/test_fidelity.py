@@ -228,3 +228,29 @@ def test_regularizers_inside_custom_layers_survive_saving_and_loading(tmp_path):
     assert_same_predictions(model, loaded, x)
     expected = sum(0.01 * np.sum(np.asarray(v, np.float64) ** 2) for v in kernels)
     assert float(sum(loaded.losses)) == pytest.approx(expected, rel=1e-6)
+
+
+def test_copy_false_moves_the_variables_and_the_original_says_it_is_unusable():
+    model = _block_model(BlockWithConfig)
+    x = np.random.default_rng(0).random((2, 5, 8)).astype("float32")
+    want = model.predict(x, verbose=0)
+    originals = {id(v) for v in model.weights}
+    result = kr.rewrite_with_report(model, copy=False)
+    new = result.model
+    assert {id(v) for v in new.weights} == originals  # moved, not copied
+    assert np.array_equal(new.predict(x, verbose=0), want)
+    assert result.report.layers[model.layers[1].name].how == (
+        "object copy: variables moved (copy=False)")
+    with pytest.raises(kr.RewriteError, match="rewritten with copy=False"):
+        model.predict(x, verbose=0)
+    with pytest.raises(kr.RewriteError, match="Expected copy=True or copy=False"):
+        kr.rewrite(new, copy="no")
+
+
+def test_copy_false_with_a_pass_still_carries_changed_layers():
+    model = _block_model(BlockWithConfig)
+    x = np.random.default_rng(0).random((2, 5, 8)).astype("float32")
+    want = model.predict(x, verbose=0)
+    new = kr.rewrite(model, [kr.passes.L2Regularization(0.01)], copy=False)
+    assert np.array_equal(new.predict(x, verbose=0), want)
+    assert sum(v.regularizer is not None for v in new.trainable_weights) == 2
