@@ -121,15 +121,16 @@ class Comparison:
 class LayerSummary:
     """What is compared of one layer or sublayer (values as short text, weights as hashes)."""
 
-    key: str  # what matches it across a reload (see `_walk`)
+    name: str
     path: str  # its names from the model down, for messages
     class_name: str
     regularizers: dict  # config key -> text, e.g. {"kernel_regularizer": "L2(0.0001)"}
-    variable_regularizers: dict  # variable name -> text
     dtype_policy: str | None
     activation: str | None
     vocabulary: str | None  # hash of a lookup layer's vocabulary
-    weights: list  # (variable name, shape, dtype, sha256 hex digest) of its own variables
+    # Its own variables, in creation order: (name, shape, dtype, sha256 hex digest, regularizer).
+    weights: list
+    children: list = dataclasses.field(default_factory=list)  # indexes in ModelSummary.layers
 
 
 @dataclasses.dataclass
@@ -150,9 +151,12 @@ def summarize(model) -> ModelSummary:
     A summary holds hashes, not weights: keep one of a large model to compare later without
     holding its weights twice.
     """
-    layers = []
-    for key, path, layer in _walk(model):
-        layers.append(_summarize_layer(key, path, layer))
+    layers, index = [], {}
+    for path, layer, parent in _walk(model):
+        index[id(layer)] = len(layers)
+        layers.append(_summarize_layer(path, layer))
+        if parent is not None:
+            layers[index[id(parent)]].children.append(len(layers) - 1)
     return ModelSummary(model.name, layers)
 
 
@@ -170,34 +174,27 @@ def walk_layers(model):
     """(path, layer) for the model and each sublayer at any depth, parents first, a shared
     layer once. A path is the names from the model down, ``"block/proj"``; the model's is
     ``""``."""
-    for _, path, layer in _walk(model):
+    for path, layer, _ in _walk(model):
         yield path, layer
 
 
 def _walk(model):
-    """(key, path, layer): `key` matches a sublayer across a reload. A model's layers are
-    matched by name (a model file keeps them); a plain layer's sublayers by position, since
-    those created in ``__init__`` without a name get a new automatic name (``dense_7``) each
-    time they are created."""
-    import keras
-
+    """(path, layer, parent layer or None), depth first, a shared layer under its first
+    parent only."""
     seen = set()
 
-    def visit(layer, key, path):
+    def visit(layer, path, parent):
         if id(layer) in seen:
             return
         seen.add(id(layer))
-        yield key, path, layer
-        by_name = isinstance(layer, keras.Model)
-        for i, child in enumerate(_children(layer)):
-            step = child.name if by_name else f"#{i}"
-            yield from visit(child, f"{key}/{step}" if key else step,
-                             f"{path}/{child.name}" if path else child.name)
+        yield path, layer, parent
+        for child in _children(layer):
+            yield from visit(child, f"{path}/{child.name}" if path else child.name, layer)
 
-    yield from visit(model, "", "")
+    yield from visit(model, "", None)
 
 
-def _summarize_layer(key, path, layer) -> LayerSummary:
+def _summarize_layer(path, layer) -> LayerSummary:
     import keras
 
     config = None
@@ -216,30 +213,19 @@ def _summarize_layer(key, path, layer) -> LayerSummary:
         activation = (_activation_name(layer.activation) if hasattr(layer, "activation")
                       else None)
     policy = getattr(layer, "dtype_policy", None)
-    own = _own_variables(layer)
-    counts = {}
-    variable_regularizers, weights = {}, []
-    for variable in own:
-        name = _unique(variable.name, counts)
-        variable_regularizers[name] = format_regularizer(getattr(variable, "regularizer", None))
-        weights.append((name,) + _fingerprint(variable))
+    weights = [(variable.name,) + _fingerprint(variable)
+               + (format_regularizer(getattr(variable, "regularizer", None)),)
+               for variable in _own_variables(layer)]
     return LayerSummary(
-        key=key,
+        name=layer.name,
         path=path or layer.name,
         class_name=f"{type(layer).__module__}.{type(layer).__qualname__}",
         regularizers=regularizers,
-        variable_regularizers=variable_regularizers,
         dtype_policy=getattr(policy, "name", None) if policy is not None else None,
         activation=activation,
         vocabulary=_vocabulary_hash(layer),
         weights=weights,
     )
-
-
-def _unique(name, counts) -> str:
-    n = counts.get(name, 0)
-    counts[name] = n + 1
-    return name if n == 0 else f"{name}#{n}"
 
 
 def _own_variables(layer) -> list:
@@ -378,47 +364,71 @@ def check_same_model(expected, received, x=None, expected_outputs=None, *,
 
 
 def _compare_layers(want: ModelSummary, got: ModelSummary) -> list:
-    differences = []
-    want_by_path = {layer.key: layer for layer in want.layers}
-    got_by_path = {layer.key: layer for layer in got.layers}
-    # The model itself is matched whatever its name; sublayers by their path of names.
-    root_want, root_got = want.layers[0], got.layers[0]
-    pairs = [(root_want, root_got)]
-    for layer in want.layers[1:]:
-        if layer.key not in got_by_path:
-            differences.append(Difference(layer.path, "", f"{_a(_short(layer.class_name))} of "
-                                          "this name", "no such layer", kind="layers"))
-    for layer in got.layers[1:]:
-        if layer.key not in want_by_path:
-            differences.append(Difference(layer.path, "", "no such layer",
-                                          _a(_short(layer.class_name)), kind="layers"))
-    common_want = [l.key for l in want.layers[1:] if l.key in got_by_path]
-    common_got = [l.key for l in got.layers[1:] if l.key in want_by_path]
-    if common_want != common_got:
-        differences.append(_first_moved(common_want, common_got, want_by_path))
-    pairs += [(want_by_path[p], got_by_path[p]) for p in common_want]
-
-    weight_differences = []
+    """Pair the two trees of layers from the models down, then compare each pair."""
+    structure, pairs = [], []
+    _pair(want, got, want.layers[0], got.layers[0], structure, pairs)
+    configs, weights = [], []
     for a, b in pairs:
-        differences.extend(_compare_layer(a, b))
-        weight_differences.extend(_compare_weights(a, b))
+        configs.extend(_compare_layer(a, b))
+        weights.extend(_compare_weights(a, b))
     if want.num_weights != got.num_weights:
-        differences.append(Difference("", "number of weights", str(want.num_weights),
-                                      str(got.num_weights), kind="weights"))
-    return differences + weight_differences
+        weights.append(Difference("", "number of weights", str(want.num_weights),
+                                  str(got.num_weights), kind="weights"))
+    return structure + configs + weights
 
 
-def _first_moved(want: list, got: list, by_key: dict) -> Difference:
+def _pair(want, got, a, b, differences, pairs) -> None:
+    """Pair `a` with `b`, then their sublayers: by name first (a model file keeps the names of
+    a model's layers), then the rest by position when the classes agree, since sublayers
+    created without a name get a new automatic one (``dense_7``, ``input_layer_3``) each time
+    their parent is built, also when a file is loaded."""
+    pairs.append((a, b))
+    mine = [want.layers[i] for i in a.children]
+    theirs = [got.layers[i] for i in b.children]
+    by_name = {}
+    for layer in theirs:
+        by_name.setdefault(layer.name, layer)
+    named = [(x, by_name.pop(x.name)) for x in mine if x.name in by_name]
+    taken = {id(y) for _, y in named}
+    order_mine = [x.name for x, _ in named]
+    order_theirs = [y.name for y in theirs if id(y) in taken]
+    if order_mine != order_theirs:
+        differences.append(_first_moved(order_mine, order_theirs, a.path if a is not
+                                        want.layers[0] else ""))
+    matched = {id(x) for x, _ in named}
+    rest_mine = [x for x in mine if id(x) not in matched]
+    rest_theirs = [y for y in theirs if id(y) not in taken]
+    for x, y in zip(rest_mine, rest_theirs):
+        if x.class_name == y.class_name:
+            named.append((x, y))
+        else:
+            differences.append(Difference(x.path, "", f"{_a(_short(x.class_name))} of this "
+                                          "name", "no such layer", kind="layers"))
+            differences.append(Difference(y.path, "", "no such layer",
+                                          _a(_short(y.class_name)), kind="layers"))
+    n = min(len(rest_mine), len(rest_theirs))
+    for x in rest_mine[n:]:
+        differences.append(Difference(x.path, "", f"{_a(_short(x.class_name))} of this name",
+                                      "no such layer", kind="layers"))
+    for y in rest_theirs[n:]:
+        differences.append(Difference(y.path, "", "no such layer", _a(_short(y.class_name)),
+                                      kind="layers"))
+    for x, y in named:
+        _pair(want, got, x, y, differences, pairs)
+
+
+def _first_moved(want: list, got: list, parent: str) -> Difference:
+    prefix = f"{parent}/" if parent else ""
     for i, (a, b) in enumerate(zip(want, got)):
         if a != b:
             j = got.index(a)
-            return Difference(by_key[a].path, "position", _position(want, i, by_key),
-                              _position(got, j, by_key), kind="layers")
+            return Difference(prefix + a, "position", _position(want, i, prefix),
+                              _position(got, j, prefix), kind="layers")
     raise ValueError("expected two different orders")  # unreachable: the lists differ
 
 
-def _position(order, i, by_key) -> str:
-    return f"after {by_key[order[i - 1]].path!r}" if i else "first"
+def _position(order, i, prefix) -> str:
+    return f"after {prefix + order[i - 1]!r}" if i else "first"
 
 
 def _a(noun: str) -> str:
@@ -441,11 +451,10 @@ def _compare_layer(a: LayerSummary, b: LayerSummary) -> list:
         ea, eb = a.regularizers.get(key, "None"), b.regularizers.get(key, "None")
         if ea != eb:
             out.append(Difference(label, key, ea, eb))
-    for name in a.variable_regularizers:
-        if name in b.variable_regularizers:
-            ea, eb = a.variable_regularizers[name], b.variable_regularizers[name]
-            if ea != eb:
-                out.append(Difference(label, f"regularizer of the variable {name!r}", ea, eb))
+    # Variables by position: one created without a name gets a new automatic one on reload.
+    for wa, wb in zip(a.weights, b.weights):
+        if wa[4] != wb[4]:
+            out.append(Difference(label, f"regularizer of the variable {wa[0]!r}", wa[4], wb[4]))
     for what, ea, eb in (("dtype policy", a.dtype_policy, b.dtype_policy),
                          ("activation", a.activation, b.activation),
                          ("vocabulary", a.vocabulary, b.vocabulary)):
@@ -459,14 +468,9 @@ def _compare_weights(a: LayerSummary, b: LayerSummary) -> list:
     if len(a.weights) != len(b.weights):
         out.append(Difference(a.path, "number of weights", str(len(a.weights)),
                               str(len(b.weights)), kind="weights"))
-    got = {w[0]: w for w in b.weights}
-    for name, shape, dtype, digest in a.weights:
-        if name not in got:
-            if len(a.weights) == len(b.weights):
-                out.append(Difference(a.path, f"weight {name!r}", "present", "missing",
-                                      kind="weights"))
-            continue
-        _, shape_b, dtype_b, digest_b = got[name]
+        return out
+    for (name, shape, dtype, digest, _), (_, shape_b, dtype_b, digest_b, _) in zip(a.weights,
+                                                                                   b.weights):
         if shape != shape_b:
             out.append(Difference(a.path, f"shape of weight {name!r}", str(shape),
                                   str(shape_b), kind="weights"))

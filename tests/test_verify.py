@@ -163,3 +163,29 @@ def test_predict_keeps_the_output_structure():
     out = verify.predict(model, np.ones((2, 3), "float32"))
     assert sorted(out) == ["y", "z"] and out["z"].shape == (2, 1)
     assert isinstance(out["y"], np.ndarray)
+
+
+@keras.saving.register_keras_serializable(package="verify_test")
+class Unnamed(layers.Layer):
+    """Sublayers and variables without names: each build gives them new automatic names."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.inner = keras.Sequential([layers.Dense(3)])
+
+    def build(self, input_shape):
+        self.scale = self.add_weight(shape=(3,), initializer="ones")
+        self.inner.build(input_shape)
+
+    def call(self, x):
+        return self.inner(x) * self.scale
+
+
+def test_automatic_names_of_sublayers_and_variables_do_not_count(tmp_path):
+    inputs = keras.Input((3,), name="x")
+    model = keras.Model(inputs, Unnamed(name="u")(inputs), name="m")
+    model.save(tmp_path / "m.keras")
+    reloaded = keras.saving.load_model(tmp_path / "m.keras")
+    inner = [layer.name for layer in reloaded.get_layer("u").inner.layers]
+    assert inner != [layer.name for layer in model.get_layer("u").inner.layers]  # renamed
+    assert compare_models(model, reloaded, np.ones((2, 3), "float32"))
