@@ -71,3 +71,30 @@ def test_fit_with_rewrite_callback(zoo_model):
 def test_cli_convert_and_lint(zoo_model, tmp_path):
     """keras-rewrite convert --l2 1e-4 exits 0; keras-rewrite lint exits 0 or 1."""
     _run("cli", zoo_model, tmp_path)
+
+
+@pytest.mark.slow
+def test_cli_subprocess_with_custom_objects_file(tmp_path):
+    """The installed command in its own process, the zoo's layers registered through
+    --custom-objects PATH (the in-process checks above import the module by name)."""
+    import pathlib
+    import subprocess
+    import sys
+
+    model, _ = zoo.build("siamese_registered_distance")
+    src, dst = tmp_path / "in.keras", tmp_path / "out.keras"
+    model.save(src)
+    zoo_file = pathlib.Path(zoo.__file__)
+    base = [sys.executable, "-m", "keras_rewrite"]
+    done = subprocess.run(base + ["convert", str(src), "-o", str(dst), "--l2", "1e-4",
+                                  "--custom-objects", str(zoo_file)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert dst.is_file()
+    done = subprocess.run(base + ["lint", str(src), "--custom-objects", str(zoo_file)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode in (0, 1), done.stderr
+    # Without the module, the registered distance function is unknown: exit 3.
+    done = subprocess.run(base + ["lint", str(src)], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 3, done.stderr
