@@ -29,6 +29,18 @@ APPS = {
 ALL_PASSES = ["l2", "spatial_dropout", "reorder"]
 
 
+def bert_backbone():
+    """A KerasHub backbone built from constructor arguments (BERT-small-like; no download)."""
+    import keras_hub
+
+    return keras_hub.models.BertBackbone(vocabulary_size=30522, num_layers=4, num_heads=8,
+                                         hidden_dim=512, intermediate_dim=2048,
+                                         max_sequence_length=512)
+
+
+HUB = [("BertBackbone (KerasHub, 4 layers)", bert_backbone)]
+
+
 def clone_and_copy(model):
     # clone_model cannot build chains deeper than ~990 layers at Python's default recursion
     # limit; the baseline gets the raised limit that keras_rewrite sets for itself.
@@ -171,7 +183,7 @@ def main(argv=None):
     print(f"keras {keras.__version__}, backend {keras.backend.backend()}, median of {repeat}")
     apps = [(name, lambda b=build: b(weights=None)) for name, build in APPS.items()]
     if "identity" in sections:
-        section_compare(apps, [], repeat, "Identity rewrite vs clone_model + set_weights")
+        section_compare(apps + HUB, [], repeat, "Identity rewrite vs clone_model + set_weights")
     if "passes" in sections:
         models = apps + [("chain 1000 blocks", lambda: deep_model(1000))]
         section_compare([(n, b) for n, b in models if "chain" not in n or not args.quick],

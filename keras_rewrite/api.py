@@ -7,7 +7,8 @@ import keras
 
 from . import _keras
 from .errors import RebuildError, RewriteError, ShapeMismatchError
-from .graph import to_graph, validate
+from .edit import inline_models_sharing_layers
+from .graph import graph_unchanged, to_graph, validate
 from .passes import resolve_passes
 from .passes.base import run_passes
 from .rebuild import to_model
@@ -28,6 +29,13 @@ def rewrite_with_report(model, passes=(), *, copy=True) -> RewriteResult:
     graph = to_graph(model)
     validate(graph)
     report = Report(passes=run_passes(graph, passes))
+    if not graph_unchanged(graph):
+        # The result will be saved as a graph (see rebuild.new_model): a layer shared across
+        # nesting levels (a tied embedding) would not reload, one level holds it fine.
+        for name in inline_models_sharing_layers(graph):
+            report.notes.append(f"nested model '{name}' inlined into '{graph.graph['name']}': "
+                                "it shares a layer with it, which a saved graph cannot hold "
+                                "across levels")
     with _keras.distribution_scope(model):
         try:
             new_model = to_model(graph, report=report, move=not copy)

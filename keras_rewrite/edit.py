@@ -9,6 +9,7 @@ attributes (`slot` on the consumer side, `tensor_index` on the producer side) st
 - `insert_after`: put a new single-input call on one output of a node; that output's
   consumers now take the new node's output.
 - `permute_run`: reorder a linear run of single-input, single-output calls.
+- `inline_model`: replace a nested model's call by its own calls.
 
 What the edits rely on: a node with one input edge has exactly one tensor slot, ``Slot(0)``
 (validate: every slot is filled by exactly one edge), so the edge into it always has
@@ -40,7 +41,8 @@ import networkx as nx
 from .errors import GraphError
 from .graph import LayerSpec, Slot, iter_graphs, slots_of
 
-__all__ = ["remove_node", "insert_after", "permute_run", "check_linear_run"]
+__all__ = ["remove_node", "insert_after", "permute_run", "check_linear_run", "inline_model",
+           "inline_models_sharing_layers"]
 
 _CALL_KINDS = ("layer", "op")
 
@@ -239,3 +241,97 @@ def permute_run(graph: nx.MultiDiGraph, run: Sequence, new_order: Sequence) -> N
         graph.add_edge(before, after, slot=0, tensor_index=0)
     for consumer, edge in consumers:
         graph.add_edge(new_order[-1], consumer, **{**edge, "tensor_index": 0})
+
+
+def inline_model(graph: nx.MultiDiGraph, node_id) -> None:
+    """Replace the call of a nested model by that model's own calls, wired in its place.
+
+    The nested model's tensor arguments (flattened as Keras flattens a model's inputs: dict
+    keys sorted) feed its input nodes' consumers; the consumers of its k-th output read the
+    producer of its k-th output node. Its layers keep their names and specs (a layer shared
+    with the outer graph stays one layer). Why: a Functional model saved as a graph cannot
+    hold a layer shared between a nested model and the outer one (a KerasHub CausalLM's tied
+    token embedding); one level with the layer called twice saves and loads.
+
+    Raises:
+        GraphError: `node_id` is not a nested-model call, the call's tensor arguments do not
+            match the nested model's inputs, or a nested node id is already taken in `graph`.
+            The graph is untouched then.
+    """
+    import keras
+
+    what = "inline"
+    data = _require_call(graph, node_id, what)
+    sub = data["spec"].subgraph
+    if sub is None:
+        raise GraphError(f"cannot {what} {_describe(graph, node_id)}: expected a nested "
+                         "Functional or Sequential model")
+    args, kwargs = data["call_args"]
+    slots = [x for x in keras.tree.flatten(args) if isinstance(x, Slot)]
+    if (len(slots) != len(sub.graph["inputs"])
+            or any(isinstance(x, Slot) for x in keras.tree.flatten(kwargs))):
+        raise GraphError(f"cannot {what} {_describe(graph, node_id)}: its call passes "
+                         f"{len(slots)} tensors positionally; expected the nested model's "
+                         f"{len(sub.graph['inputs'])} inputs")
+    inner = [n for n, d in sub.nodes(data=True) if d["kind"] in _CALL_KINDS]
+    clashes = sorted(n for n in inner if n in graph
+                     and graph.nodes[n].get("spec") is not sub.nodes[n]["spec"])
+    if clashes:
+        raise GraphError(f"cannot {what} {_describe(graph, node_id)}: node ids {clashes} are "
+                         "already taken in the outer graph by other layers")
+    # A further call of a layer shared with the outer graph gets the next free "name:k" id.
+    new_id = {}
+    for n in inner:
+        k, candidate = 0, n
+        while candidate in graph or candidate in new_id.values():
+            k += 1
+            candidate = f"{n}:{k}"
+        new_id[n] = candidate
+    into = {(e["slot"]): (u, e["tensor_index"]) for u, _, e in graph.in_edges(node_id, data=True)}
+    feeds = {sub_input: into[slot.index] for sub_input, slot in zip(sub.graph["inputs"], slots)}
+
+    def source(producer, tensor_index):
+        return feeds[producer] if producer in feeds else (new_id[producer], tensor_index)
+
+    for n in inner:
+        graph.add_node(new_id[n], **sub.nodes[n])
+    for u, v, e in sub.edges(data=True):
+        if v in new_id:
+            producer, index = source(u, e["tensor_index"])
+            graph.add_edge(producer, new_id[v], **{**e, "tensor_index": index})
+    outputs = []
+    for out_id in sub.graph["outputs"]:
+        ((u, _, e),) = sub.in_edges(out_id, data=True)
+        outputs.append(source(u, e["tensor_index"]))
+    consumers = list(graph.out_edges(node_id, data=True))
+    graph.remove_node(node_id)
+    for _, consumer, e in consumers:
+        producer, index = outputs[e["tensor_index"]]
+        graph.add_edge(producer, consumer, **{**e, "tensor_index": index})
+
+
+def inline_models_sharing_layers(graph: nx.MultiDiGraph) -> list[str]:
+    """Inline every nested model that shares a layer with the graph around it (see
+    `inline_model`); return the names of the models inlined. Models that cannot be inlined
+    are left as they are."""
+    inlined = []
+    changed = True
+    while changed:
+        changed = False
+        for node_id, data in list(graph.nodes(data=True)):
+            spec = data.get("spec")
+            if data["kind"] != "layer" or spec is None or spec.subgraph is None:
+                continue
+            inner = {id(d["spec"]) for g in iter_graphs(spec.subgraph)
+                     for _, d in g.nodes(data=True) if d["kind"] == "layer"}
+            outer = {id(d["spec"]) for n, d in graph.nodes(data=True)
+                     if d["kind"] == "layer" and n != node_id}
+            if inner & outer:
+                try:
+                    inline_model(graph, node_id)
+                except GraphError:
+                    continue
+                inlined.append(spec.name)
+                changed = True
+                break
+    return inlined

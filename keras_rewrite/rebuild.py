@@ -193,6 +193,23 @@ class _Rebuilder:
         return model
 
     def new_model(self, graph, inputs, outputs):
+        model = self._new_model(graph, inputs, outputs)
+        cls = graph.graph.get("model_type")
+        if type(model) is not cls or _keras.model_class_of(model)[1]:
+            # Saved as a graph: every layer is saved by its own config.
+            unsaveable = [data["spec"].name for _, data in graph.nodes(data=True)
+                          if data["kind"] == "layer" and "moved" not in self.copied.get(
+                              id(data["spec"]), "moved")]
+            if unsaveable:
+                self.report.notes.append(
+                    f"model '{graph.graph['name']}' works, but a file of it will not load: "
+                    f"{_plural_names(unsaveable)} cannot be re-created from "
+                    f"{'its config' if len(unsaveable) == 1 else 'their configs'} (see `how` "
+                    f"in this report's layers); a complete get_config() in "
+                    f"{'its class' if len(unsaveable) == 1 else 'their classes'} fixes it")
+        return model
+
+    def _new_model(self, graph, inputs, outputs):
         """The rebuilt Functional model: of the original's own class where that keeps the rewrite.
 
         A Functional subclass whose config is its constructor's arguments (KerasHub backbones
@@ -269,6 +286,12 @@ class _Rebuilder:
             shapes[node_id] = [tuple(t.shape) for t in keras.tree.flatten(layer.output)]
         self.shapes[id(graph)] = shapes
         return model
+
+
+def _plural_names(names) -> str:
+    shown = ", ".join(f"'{n}'" for n in names[:5])
+    more = f" and {len(names) - 5} more" if len(names) > 5 else ""
+    return f"layer {shown}" if len(names) == 1 else f"layers {shown}{more}"
 
 
 def _sublayer_regularizers(graph) -> dict:

@@ -5,7 +5,10 @@ import pytest
 from keras import layers
 
 import keras_rewrite
-from keras_rewrite.edit import check_linear_run, insert_after, permute_run, remove_node
+from keras_rewrite.edit import (check_linear_run, inline_model, insert_after, permute_run,
+                                remove_node)
+from keras_rewrite.errors import GraphError
+from keras_rewrite.rebuild import to_model
 from keras_rewrite.graph import LayerSpec, Slot, fresh_name, to_graph, validate
 from helpers import random_inputs
 
@@ -197,3 +200,43 @@ def test_permute_run_refuses_a_model_output_inside_the_run():
     with pytest.raises(keras_rewrite.GraphError, match=r"'a' \(ReLU\).*received 2 users "
                                                        r"\['b', 'output:0'\]"):
         permute_run(g, ["a", "b"], ["b", "a"])
+
+
+def tied_model():
+    """A layer shared by a nested model and the model around it (like a tied embedding)."""
+    shared = keras.layers.Dense(4, name="shared")
+    x = keras.Input((4,), name="x")
+    inner = keras.Model(x, keras.layers.Dense(4, name="inner_head")(shared(x)), name="inner")
+    y = keras.Input((4,), name="y")
+    return keras.Model(y, shared(inner(y)), name="outer")
+
+
+def test_inline_model_wires_the_nested_calls_in_place_and_keeps_the_shared_layer_one():
+    model = tied_model()
+    g = to_graph(model)
+    inline_model(g, "inner")
+    validate(g)
+    assert sorted(g.nodes) == ["inner_head", "output:0", "shared", "shared:1", "y"]
+    assert g.nodes["shared"]["spec"] is g.nodes["shared:1"]["spec"]
+    new = to_model(g)
+    x = np.random.default_rng(0).random((2, 4)).astype("float32")
+    assert np.array_equal(model.predict(x, verbose=0), new.predict(x, verbose=0))
+
+
+def test_a_changed_model_with_a_layer_shared_across_levels_saves_and_loads(tmp_path):
+    import keras_rewrite
+
+    model = tied_model()
+    result = keras_rewrite.rewrite_with_report(model, ["l2"])
+    assert "nested model 'inner' inlined" in result.report.notes[0]
+    result.model.save(tmp_path / "m.keras")
+    loaded = keras.saving.load_model(tmp_path / "m.keras")
+    x = np.random.default_rng(0).random((2, 4)).astype("float32")
+    assert np.array_equal(model.predict(x, verbose=0), loaded.predict(x, verbose=0))
+    assert loaded.get_layer("shared").kernel_regularizer is not None
+
+
+def test_inline_model_refuses_a_layer_call():
+    g = to_graph(tied_model())
+    with pytest.raises(GraphError, match="expected a nested Functional or Sequential model"):
+        inline_model(g, "shared")
