@@ -2,7 +2,8 @@
 
 Rows proven in other files: subclassed and unbuilt models (test_roundtrip), per_layer patterns
 matching nothing (test_l2), structural passes in RewriteCallback (test_callback), every
-broken-file case of the CLI (test_cli, test_io).
+broken-file case of the CLI (test_cli, test_io), layers whose config does not round-trip, copied
+or refused, and copy=False (test_fidelity).
 """
 import keras
 import numpy as np

@@ -254,3 +254,13 @@ def test_copy_false_with_a_pass_still_carries_changed_layers():
     new = kr.rewrite(model, [kr.passes.L2Regularization(0.01)], copy=False)
     assert np.array_equal(new.predict(x, verbose=0), want)
     assert sum(v.regularizer is not None for v in new.trainable_weights) == 2
+
+
+def test_a_result_that_a_file_cannot_hold_is_noted():
+    x = keras.Input((5, 8))
+    block = BlockWithoutConfig(8, 16)  # no get_config: Keras cannot load it from a file
+    model = keras.Model(x, layers.Dense(2, name="head")(block(x)))
+    result = kr.rewrite_with_report(model, [kr.passes.L2Regularization(0.01)])
+    assert any(f"a file of it will not load: layer '{block.name}'" in note
+               for note in result.report.notes)
+    assert kr.rewrite_with_report(_block_model(BlockWithConfig)).report.notes == []
