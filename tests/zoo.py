@@ -1172,8 +1172,14 @@ def run_cli(argv):
 
 
 def _last_line(text):
+    """The last line on stderr, without the "keras-rewrite: error: FILE: " prefix."""
     lines = [l for l in text.strip().splitlines() if l.strip()]
-    return lines[-1] if lines else "(nothing on stderr)"
+    if not lines:
+        return "(nothing on stderr)"
+    line = lines[-1]
+    if line.startswith("keras-rewrite: error: ") and ".keras: " in line:
+        line = line.split(".keras: ", 1)[1]
+    return line
 
 
 def check_cli(model, tmp_dir, unsafe=False):
