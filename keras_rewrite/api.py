@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import keras
 
@@ -9,7 +10,8 @@ from . import _keras
 from .errors import RebuildError, RewriteError, ShapeMismatchError
 from .edit import inline_models_sharing_layers
 from .graph import graph_unchanged, to_graph, validate
-from .passes import resolve_passes
+from .functional import RewrittenFunctional
+from .passes import resolve_passes, serialize_passes
 from .passes.base import run_passes
 from .rebuild import to_model
 from .report import Report
@@ -46,9 +48,42 @@ def rewrite_with_report(model, passes=(), *, copy=True) -> RewriteResult:
                             f"{', '.join(modifying)})",)
             raise
         _keras.compile_like(new_model, model)
+    _record_recipe(model, passes, new_model, report)
     if not copy:
         _keras.mark_moved(model, new_model.name)
     return RewriteResult(new_model, report)
+
+
+def _record_recipe(model, passes, new_model, report) -> None:
+    """Let a rewritten constructor-argument model (KerasHub) save as its original + passes.
+
+    See `keras_rewrite.functional`: its layers cannot always be saved one by one, its
+    original's config always can. Needs every pass to be a built-in one with its settings.
+    """
+    if not isinstance(new_model, RewrittenFunctional) or _keras.model_class_of(model)[1]:
+        return
+    specs = serialize_passes(passes)
+    if specs is None:
+        report.notes.append(
+            f"model '{new_model.name}' saves as a graph: a custom pass cannot be re-applied "
+            f"when loading, so {type(model).__name__}'s constructor arguments cannot stand for "
+            "it")
+        return
+    try:
+        original = keras.saving.serialize_keras_object(model)
+        json.dumps(original)
+    except Exception as exc:
+        report.notes.append(f"model '{new_model.name}' saves as a graph: the original's config "
+                            f"cannot be saved ({type(exc).__name__}: {exc})")
+        return
+    new_model.set_recipe({"model": original, "passes": specs})
+    # Its layers' configs are no longer what a file holds (see rebuild.new_model's note).
+    report.notes[:] = [n for n in report.notes
+                       if not n.startswith(f"model '{new_model.name}' works, but a file")]
+    report.notes.append(
+        f"model '{new_model.name}' saves as {type(model).__name__}'s constructor arguments plus "
+        f"the passes {[s['class'] for s in specs]}: loading (after `import keras_rewrite`) "
+        "builds it and applies them again, then loads the trained weights")
 
 
 def rewrite(model, passes=(), *, copy=True) -> keras.Model:

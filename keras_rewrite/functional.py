@@ -1,5 +1,16 @@
 """`RewrittenFunctional`: a Functional model that saves what its layers' configs cannot say.
 
+It saves itself in one of two ways:
+
+- **recipe**, for a rewritten model whose original class describes itself by constructor
+  arguments (every KerasHub backbone and task): such a class's layers often cannot be saved
+  one by one (KerasHub's LlamaTransformerDecoder, ViTPatchingAndEmbedding, a loaded Gemma's
+  RMSNormalization), so the file holds the original's own config and the built-in passes with
+  their settings; loading builds the original from its arguments, applies the passes again
+  (moving its fresh variables, nothing copied) and Keras then loads the trained weights into
+  the result, whose layers are the same by name and order.
+- **graph**, otherwise: the Functional graph, plus the regularizers below.
+
 L2 on a kernel held by a sub-layer of a custom layer (a keras.io transformer block, every
 KerasHub encoder/decoder block) is set on the sub-layer of the rebuilt model, but the custom
 layer's `get_config` only holds its constructor arguments: a plain Functional model saved to a
@@ -30,6 +41,8 @@ class RewrittenFunctional(_keras.Functional):
     """
 
     def get_config(self):
+        if self.recipe is not None:
+            return {"name": self.name, "trainable": self.trainable, "recipe": self.recipe}
         config = super().get_config()
         config["sublayer_regularizers"] = {
             name: [[index, key, attr, in_cell, serialized]
@@ -39,6 +52,8 @@ class RewrittenFunctional(_keras.Functional):
 
     @classmethod
     def from_config(cls, config, custom_objects=None):
+        if "recipe" in config:
+            return cls._from_recipe(config, custom_objects)
         config = dict(config)
         saved = config.pop("sublayer_regularizers", {})
         model = super().from_config(config, custom_objects=custom_objects)
@@ -47,6 +62,31 @@ class RewrittenFunctional(_keras.Functional):
                    for index, key, attr, in_cell, serialized in entries}
             for name, entries in saved.items()})
         return model
+
+    @classmethod
+    def _from_recipe(cls, config, custom_objects):
+        from . import api, passes as passes_module
+
+        recipe = config["recipe"]
+        original = keras.saving.deserialize_keras_object(recipe["model"],
+                                                         custom_objects=custom_objects)
+        passes = passes_module.deserialize_passes(recipe["passes"])
+        model = api.rewrite(original, passes, copy=False)
+        if not isinstance(model, cls):
+            raise TypeError(f"re-applying {[p['class'] for p in recipe['passes']]} to "
+                            f"{type(original).__name__} gave a {type(model).__name__}; expected "
+                            f"a {cls.__name__} (the passes no longer change that model)")
+        if model.name != config.get("name", model.name):
+            object.__setattr__(model, "_name", config["name"])
+        return model
+
+    @property
+    def recipe(self) -> dict | None:
+        """``{"model": the original's serialized config, "passes": built-in passes}`` or None."""
+        return getattr(self, "_recipe", None)
+
+    def set_recipe(self, recipe: dict) -> None:
+        object.__setattr__(self, "_recipe", recipe)
 
     @property
     def sublayer_regularizers(self) -> dict:

@@ -236,10 +236,10 @@ class _Rebuilder:
         _, saves_graph = _keras.model_class_of(source)
         if not saves_graph and not graph_unchanged(graph):
             self.report.notes.append(
-                f"model '{name}': rebuilt as a plain Functional, not {cls.__name__}: "
+                f"model '{name}': rebuilt as RewrittenFunctional, not {cls.__name__}: "
                 f"{cls.__name__} saves itself as constructor arguments, so a file of it would "
                 f"reload without the rewrite")
-            return keras.Model(inputs=inputs, outputs=outputs, name=name)
+            return _keras.new_functional(RewrittenFunctional, inputs, outputs, name)
         try:
             model = _keras.new_functional(cls, inputs, outputs, name)
             _keras.carry_model_attributes(source, model, self.layer_map)

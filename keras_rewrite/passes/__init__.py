@@ -10,7 +10,8 @@ import importlib
 from ..errors import PassError
 from .base import Change, Pass, PassResult, run_passes
 
-__all__ = ["Pass", "PassResult", "Change", "run_passes", "resolve_passes",
+__all__ = ["Pass", "PassResult", "Change", "run_passes", "resolve_passes", "serialize_passes",
+           "deserialize_passes",
            "L2Regularization", "SpatialDropout", "ReorderBlocks"]
 
 # class name -> module, imported on first use; short name -> class name.
@@ -30,6 +31,10 @@ def resolve_passes(passes):
     """A list of pass objects from `passes`: pass objects, functions, or short names."""
     if isinstance(passes, str) or callable(passes):
         passes = [passes]
+    if isinstance(passes, (dict, bytes)) or not hasattr(passes, "__iter__"):
+        raise PassError(f"expected passes as a list of passes (Pass objects, functions taking "
+                        f"the graph, or names from {sorted(SHORT_NAMES)}); received "
+                        f"{passes!r} of type {type(passes).__name__}")
     resolved = []
     for p in passes:
         if isinstance(p, str):
@@ -44,3 +49,26 @@ def resolve_passes(passes):
                             f"one of {sorted(SHORT_NAMES)}); received {p!r} of type "
                             f"{type(p).__name__}")
     return resolved
+
+
+def serialize_passes(passes) -> list | None:
+    """``[{"class": name, "config": {...}}, ...]`` for built-in passes, or None if any pass
+    is not a built-in one with a config (a function, a third-party pass)."""
+    out = []
+    for p in passes:
+        name = type(p).__name__
+        config = p.get_config() if isinstance(p, Pass) else None
+        if name not in _BUILT_IN or type(p) is not __getattr__(name) or config is None:
+            return None
+        out.append({"class": name, "config": config})
+    return out
+
+
+def deserialize_passes(specs) -> list:
+    """The passes `serialize_passes` described."""
+    passes = []
+    for spec in specs:
+        if not isinstance(spec, dict) or spec.get("class") not in _BUILT_IN:
+            raise PassError(f"expected a built-in pass {sorted(_BUILT_IN)}; received {spec!r}")
+        passes.append(__getattr__(spec["class"])(**spec.get("config", {})))
+    return passes

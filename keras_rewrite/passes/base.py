@@ -38,6 +38,14 @@ class Pass:
     def run(self, graph) -> PassResult:
         raise NotImplementedError
 
+    def get_config(self) -> dict | None:
+        """The arguments that re-create this pass (``type(self)(**config)``), or None.
+
+        A built-in pass's config is saved in a file of a rewritten KerasHub model (see
+        `keras_rewrite.functional`), so that loading it can apply the pass again.
+        """
+        return None
+
     def __call__(self, graph) -> PassResult:
         return self.run(graph)
 

@@ -225,6 +225,15 @@ class L2Regularization(Pass):
                             f"'keep' or 'replace'. Received: existing={existing!r}")
         self.existing = existing
 
+    def get_config(self) -> dict | None:
+        names = None
+        if self.layer_types is not None:
+            names = [cls.__name__ for cls in self.layer_types]
+            if any(cls not in _KINDS for cls in self.layer_types):
+                return None  # a user's subclass: no name re-creates it
+        return {"factor": self.factor, "per_layer": dict(self.per_layer), "layer_types": names,
+                "include_biases": self.include_biases, "existing": self.existing}
+
     def __repr__(self):
         return (f"{self.name}(factor={self.factor!r}, per_layer={self.per_layer!r}, "
                 f"layer_types={self.layer_types!r}, include_biases={self.include_biases!r}, "

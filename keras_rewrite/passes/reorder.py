@@ -488,6 +488,9 @@ class ReorderBlocks(Pass):
                             f"False; received split_fused_activation={split_fused_activation!r}")
         self.split_fused_activation = split_fused_activation
 
+    def get_config(self) -> dict:
+        return {"order": list(self.order), "split_fused_activation": self.split_fused_activation}
+
     def __repr__(self):
         return (f"ReorderBlocks(order={self.order!r}, "
                 f"split_fused_activation={self.split_fused_activation!r})")

@@ -116,6 +116,9 @@ class SpatialDropout(Pass):
         ['dropout', 'dropout_1']
     """
 
+    def get_config(self) -> dict:
+        return {}
+
     structural = False
 
     # ------------------------------------------------------------------ the shared decision
