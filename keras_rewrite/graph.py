@@ -86,6 +86,10 @@ class LayerSpec:
             by sub-layers of a custom layer): ``{(sub-layer index in
             _flatten_layers(include_self=True, recursive=True), config key): (variable
             attribute, in_cell, serialized regularizer)}``; the rebuild sets them.
+        weights: values a pass computed for this layer (pruned, folded, reshaped), as
+            ``{weight label: array}`` with labels as the report names weights (``kernel``,
+            ``bias``, ``kernel#1`` for a repeated name); the rebuild assigns them after
+            carrying the rest, and the report lists them as transformed. None: nothing set.
     """
 
     name: str
@@ -96,6 +100,7 @@ class LayerSpec:
     original_config: dict | None = dataclasses.field(default=None, repr=False)
     config_error: str | None = None
     sublayer_regularizers: dict = dataclasses.field(default_factory=dict)
+    weights: dict | None = None
 
     @property
     def class_name(self) -> str:
@@ -117,6 +122,7 @@ class LayerSpec:
         fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         fields["config"] = copy.deepcopy(self.config)
         fields["sublayer_regularizers"] = dict(self.sublayer_regularizers)
+        fields["weights"] = None if self.weights is None else dict(self.weights)
         fields.update(changes)
         return LayerSpec(**fields)
 
@@ -147,7 +153,8 @@ def graph_unchanged(graph) -> bool:
         for _, data in g.nodes(data=True):
             spec = data.get("spec")
             if (spec is not None and spec.subgraph is None and data["kind"] != "input"
-                    and (not spec.untouched or spec.sublayer_regularizers)):
+                    and (not spec.untouched or spec.sublayer_regularizers
+                         or spec.weights is not None)):
                 return False
     return True
 

@@ -20,7 +20,7 @@ from .errors import RebuildError
 from .functional import RewrittenFunctional
 from .graph import Slot, configs_equal, graph_unchanged, iter_graphs, map_structure, topological_order
 from .report import Report
-from .weights import initialize_new_weights, transfer_weights
+from .weights import initialize_new_weights, set_pass_weights, transfer_weights
 
 
 def to_model(graph: nx.MultiDiGraph, *, report: Report | None = None,
@@ -146,6 +146,8 @@ class _Rebuilder:
                 initialize_new_weights(spec, layer, record)
             if spec.sublayer_regularizers:
                 _keras.set_sublayer_regularizers(layer, spec.sublayer_regularizers)
+            if spec.weights is not None:
+                set_pass_weights(spec, layer, record)
         return keras.tree.flatten(outputs)
 
     def call_copy(self, spec, layer, args, kwargs):
@@ -280,6 +282,8 @@ class _Rebuilder:
                     initialize_new_weights(spec, layer, record)
                 if spec.sublayer_regularizers:
                     _keras.set_sublayer_regularizers(layer, spec.sublayer_regularizers)
+                if spec.weights is not None:
+                    set_pass_weights(spec, layer, record)
         _keras.set_own_trainable(model, graph.graph.get("trainable", True))
         shapes = {input_id: [tuple(input_layer.output.shape)]}
         for node_id, layer in zip(chain, layers):

@@ -40,6 +40,7 @@ class LayerWeights:
     carried: list = dataclasses.field(default_factory=list)  # weight names copied over
     new: list = dataclasses.field(default_factory=list)  # (weight name, why it is new)
     dropped: list = dataclasses.field(default_factory=list)  # (weight name, why it was dropped)
+    transformed: list = dataclasses.field(default_factory=list)  # weight names a pass computed
     # How the layer's state came over: "state" (Keras's per-layer save/load protocol: variables,
     # derived state, assets), "by name" (variable by variable, the layer's build changed) or
     # "object copy: <why>" (the layer's config cannot re-create it; copied from the object).

@@ -125,3 +125,28 @@ def initialize_new_weights(spec, layer, record: LayerWeights) -> None:
     for key, variable, drawn in zip(_keras.variable_key_list(layer), layer.weights, twin.weights):
         if _weight_label(key) in new:
             variable.assign(drawn.value)
+
+
+def set_pass_weights(spec, layer, record: LayerWeights) -> None:
+    """Assign the values a pass put in `spec.weights`; they replace what was carried or drawn.
+
+    Raises:
+        WeightTransferError: a label the layer has no weight for, or a value of another shape.
+    """
+    variables = {_weight_label(key): v
+                 for key, v in zip(_keras.variable_key_list(layer), layer.weights)}
+    for label, value in spec.weights.items():
+        variable = variables.get(label)
+        if variable is None:
+            raise WeightTransferError(
+                f"layer '{layer.name}': a pass set weight '{label}', which the rebuilt "
+                f"{type(layer).__name__} does not have; expected one of {sorted(variables)}")
+        shape = tuple(getattr(value, "shape", ()))
+        if shape != tuple(variable.shape):
+            raise WeightTransferError(
+                f"layer '{layer.name}': a pass set weight '{label}' of shape {shape}; expected "
+                f"shape {tuple(variable.shape)}")
+        variable.assign(value)
+        record.carried = [n for n in record.carried if n != label]
+        record.new = [(n, why) for n, why in record.new if n != label]
+        record.transformed.append(label)
