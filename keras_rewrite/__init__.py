@@ -5,6 +5,7 @@
 """
 from . import _quiet  # noqa: F401  (must precede the first TensorFlow import)
 from .api import RewriteResult, rewrite, rewrite_with_report
+from .conversion import ConversionReport, convert_file  # noqa: F401  (file -> checked file)
 from .errors import (GraphError, PassError, RebuildError, RewriteError, ShapeMismatchError,
                      UnsupportedModelError, WeightTransferError)
 from .functional import RewrittenFunctional  # registered: files holding it load

@@ -1,7 +1,9 @@
-"""`python -m keras_rewrite ...` runs the `keras-rewrite` command line (see `cli`)."""
-import sys
+"""`python -m keras_rewrite ...` runs the `keras-rewrite` command line (see `keras_rewrite_cli`).
 
-from .cli import main
+`run` removes the current folder (which ``-m`` put first on ``sys.path``) before any model is
+loaded; ``python -m keras_rewrite_cli`` does the same without importing this package first
+(faster ``--help``)."""
+from keras_rewrite_cli.entry import run
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

@@ -319,44 +319,56 @@ class Picture:
     note: str
 
 
-def write_picture(dot_text: str, path, *, dot_program: str | None = None) -> Picture:
+def write_picture(dot_text: str, path, *, overwrite: bool = False,
+                  dot_program: str | None = None) -> Picture:
     """Write `dot_text` as the picture `path` (.svg, .png, .pdf: rendered; .dot/.gv: text).
 
-    When Graphviz's ``dot`` is not on PATH, the DOT text is written next to `path` with the
-    suffix .dot instead, and the note says how to render it.
+    Written like a model (`keras_rewrite.atomic_save.write_file`): complete or not at all,
+    an existing file only replaced with `overwrite`, a symbolic link replaced itself, never
+    written through. When Graphviz's ``dot`` is not on PATH, the DOT text is written next to
+    `path` with the suffix .dot instead, and the note says how to render it.
 
     Raises:
-        PictureError: the folder is missing or not writable, or ``dot`` failed.
+        OutputError: the file exists (without `overwrite`) or cannot be written there.
+        PictureError: the folder is missing, or ``dot`` failed.
     """
+    from .atomic_save import write_file
+
     p = pathlib.Path(path)
     if not p.parent.is_dir():
         raise PictureError(f"{path}: the folder {str(p.parent)!r} does not exist; expected an "
                            "existing folder for the picture")
     if p.suffix.lower() in (".dot", ".gv"):
-        _write_text(p, dot_text)
+        write_file(p, lambda tmp: _write_text(tmp, dot_text), overwrite=overwrite)
         return Picture(str(p), False, f"wrote {p}")
     program = dot_program or shutil.which("dot")
     if program is None:
         dot_path = p.with_suffix(".dot")
-        _write_text(dot_path, dot_text)
+        write_file(dot_path, lambda tmp: _write_text(tmp, dot_text), overwrite=overwrite)
         return Picture(str(dot_path), False,
                        f"Graphviz 'dot' is not on PATH, so wrote {dot_path} instead of {p}; "
                        f"render it with: dot -T{p.suffix.lstrip('.') or 'svg'} {dot_path} "
                        f"-o {p}")
     fmt = p.suffix.lstrip(".").lower() or "svg"
-    try:
-        done = subprocess.run([program, f"-T{fmt}", "-o", str(p)], input=dot_text.encode(),
-                              capture_output=True, timeout=120)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise PictureError(f"{path}: running {program} failed: {exc}") from exc
-    if done.returncode != 0:
-        first = (done.stderr.decode(errors="replace").strip().splitlines() or ["no message"])[0]
-        raise PictureError(f"{path}: Graphviz dot exited with status {done.returncode}: {first}")
+
+    def render(tmp):
+        try:
+            done = subprocess.run([program, f"-T{fmt}", "-o", str(tmp)],
+                                  input=dot_text.encode(), capture_output=True, timeout=120)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise PictureError(f"{path}: running {program} failed: {exc}") from exc
+        if done.returncode != 0:
+            first = (done.stderr.decode(errors="replace").strip().splitlines()
+                     or ["no message"])[0]
+            raise PictureError(f"{path}: Graphviz dot exited with status {done.returncode}: "
+                               f"{first}")
+
+    write_file(p, render, overwrite=overwrite)
     return Picture(str(p), True, f"wrote {p}")
 
 
-def _write_text(p: pathlib.Path, text: str) -> None:
+def _write_text(path, text: str) -> None:
     try:
-        p.write_text(text, encoding="utf-8")
+        pathlib.Path(path).write_text(text, encoding="utf-8")
     except OSError as exc:
-        raise PictureError(f"{p}: cannot write the picture: {exc.strerror or exc}") from exc
+        raise PictureError(f"{path}: cannot write the picture: {exc.strerror or exc}") from exc

@@ -25,8 +25,9 @@ and sublayer by sublayer (at any depth):
     >>> print(compare_models(a, b).differences[0])
     layer 'd': kernel_regularizer expected L2(0.01), received None
 
-`max_abs_difference` and `predict` are the project's one prediction comparison: the command
-line and the tests use them.
+`max_abs_difference` and `predict` are the project's one prediction comparison, and
+`random_batch` / `sample_batch` its inputs: `keras_rewrite.convert_file`, the command line and
+the tests use them.
 
 Keras itself is imported inside the functions that need it, so importing this module is cheap.
 """
@@ -40,7 +41,7 @@ from .errors import RewriteError
 
 __all__ = ["Difference", "Comparison", "ModelMismatchError", "LayerSummary", "ModelSummary",
            "summarize", "walk_layers", "compare_models", "check_same_model", "predict",
-           "max_abs_difference", "format_regularizer"]
+           "max_abs_difference", "format_regularizer", "random_batch", "sample_batch"]
 
 
 class ModelMismatchError(RewriteError, ValueError):
@@ -533,3 +534,99 @@ def max_abs_difference(a, b) -> float:
     both_nan = np.isnan(u64) & np.isnan(v64)
     diff = np.where(both_nan, 0.0, np.abs(u64 - v64))
     return math.inf if np.isnan(diff).any() else float(np.max(diff))
+
+
+# --------------------------------------------------------------------------- a random batch
+
+
+FALLBACK_WORDS = ("the", "cat", "sat", "on", "a", "mat")
+
+
+def random_batch(model, batch: int = 4, seed: int = 0, unknown_dim: int = 32):
+    """A reproducible random batch for `model`: standard normal floats, small integers, and
+    for string inputs words from the model's vocabulary.
+
+    Unknown non-batch dimensions become `unknown_dim` (32 survives five 2x poolings).
+    A string input feeding a ``StringLookup`` gets one vocabulary word per element; one feeding
+    a ``TextVectorization`` gets a few words per element (the vocabulary of the model's lookup
+    layers in order, the first to the first string input; fixed English words when the model
+    has no vocabulary).
+    Returns one array for a single-input model, else the arrays in the model's input
+    structure (a list, or a dict for dict inputs).
+    """
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    vocabularies = iter(_string_vocabularies(model))
+    xs = []
+    for tensor in model.inputs:
+        shape = [batch] + [unknown_dim if d is None else d for d in tensor.shape[1:]]
+        dtype = str(tensor.dtype)
+        if dtype == "string":
+            words, per_element = next(vocabularies, (FALLBACK_WORDS, 1))
+            picks = rng.integers(0, len(words), size=shape + [per_element])
+            xs.append(np.array([" ".join(words[i] for i in row)
+                                for row in picks.reshape(-1, per_element)]).reshape(shape))
+        elif "int" in dtype:
+            xs.append(rng.integers(0, 2, size=shape).astype(dtype))
+        elif dtype == "bool":
+            xs.append(rng.integers(0, 2, size=shape).astype(bool))
+        else:
+            xs.append(rng.standard_normal(shape).astype(dtype))
+    if len(xs) == 1:
+        return xs[0]
+    import keras
+
+    # In the model's own input structure (a dict for dict inputs), which Keras expects.
+    return keras.tree.pack_sequence_as(model.input, xs)
+
+
+UNKNOWN_DIMS = (32, 16, 8)
+
+
+def sample_batch(model, batch: int = 4, seed: int = 0):
+    """A random batch `model` accepts and its inference outputs, as (x, outputs).
+
+    Unknown dimensions are tried at 32, then 16 and 8, for models with a length limit (a
+    KerasHub GPT-2 with ``max_sequence_length=16`` refuses 32 tokens).
+
+    Raises:
+        The error of the first attempt when the model accepts none of them.
+    """
+    first = None
+    for dim in UNKNOWN_DIMS:
+        x = random_batch(model, batch=batch, seed=seed, unknown_dim=dim)
+        try:
+            return x, predict(model, x)
+        except Exception as exc:
+            first = first or exc
+            if all(None not in tuple(t.shape[1:]) for t in model.inputs):
+                break  # nothing to shrink
+    raise first
+
+
+def _string_vocabularies(model):
+    """(words, words per element) for each lookup layer taking strings, in layer order:
+    StringLookup one word per element, TextVectorization three."""
+    import keras
+
+    found, inside = [], ""
+    for path, layer in walk_layers(model):
+        if inside and path.startswith(inside):  # TextVectorization's own StringLookup
+            continue
+        if isinstance(layer, keras.layers.TextVectorization):
+            per_element, inside = 3, path + "/"
+        elif isinstance(layer, keras.layers.StringLookup) and not layer.invert:
+            per_element = 1
+        else:
+            continue
+        try:
+            vocabulary = layer.get_vocabulary()
+        except Exception:  # not adapted, or a table that cannot be read: use fixed words
+            vocabulary = []
+        special = {"", "[UNK]", getattr(layer, "oov_token", None),
+                   getattr(layer, "mask_token", None)}
+        words = [w.decode() if isinstance(w, bytes) else str(w) for w in vocabulary]
+        words = [w for w in words if w not in special][:50]
+        found.append((tuple(words) or FALLBACK_WORDS, per_element))
+    return found

@@ -20,8 +20,10 @@ from keras import layers
 
 from helpers import random_inputs
 import keras_rewrite.api
-from keras_rewrite import cli
-from keras_rewrite import io as krio
+from keras_rewrite import conversion
+from keras_rewrite import model_files as krio
+from keras_rewrite_cli import batch as batching
+from keras_rewrite_cli import entry, pass_options, status, terminal
 from keras_rewrite import verify
 from seed_models import build_cnn
 
@@ -152,8 +154,8 @@ def same_predictions(a, b):
 def test_console_script_help_documents_exit_codes(tmp_path):
     done = run("--help", cwd=tmp_path, script=True)
     assert done.returncode == 0 and done.stderr == ""
-    for code in (cli.EXIT_OK, cli.EXIT_FINDINGS, cli.EXIT_USAGE, cli.EXIT_INPUT,
-                 cli.EXIT_REWRITE, cli.EXIT_OUTPUT):
+    for code in (status.EXIT_OK, status.EXIT_FINDINGS, status.EXIT_USAGE, status.EXIT_INPUT,
+                 status.EXIT_REWRITE, status.EXIT_OUTPUT):
         assert f"\n  {code}  " in done.stdout
     assert "convert" in done.stdout and "keras-rewrite demo" in done.stdout
 
@@ -161,7 +163,7 @@ def test_console_script_help_documents_exit_codes(tmp_path):
 def test_usage_error_is_one_line_and_writes_nothing(files, tmp_path):
     (source,) = copy(files, tmp_path, "cnn.keras")
     done = run("convert", source, "-o", "out.keras", "--l2", "nan", cwd=tmp_path)
-    assert done.returncode == cli.EXIT_USAGE
+    assert done.returncode == status.EXIT_USAGE
     assert error_lines(done.stderr) == [
         f"{ERROR}argument --l2: expected a finite number >= 0 such as 1e-4; received 'nan' "
         "(see 'keras-rewrite convert --help')"]
@@ -176,11 +178,13 @@ def test_convert_l2_and_spatial_dropout_keeps_predictions_bit_identical(files, t
     assert done.stderr == ""
     out = done.stdout
     assert out.startswith("cnn.keras -> out.keras\n")
-    assert "pass L2Regularization: modified" in out and "dropout: replaced" in out
-    assert "weights: 32 carried over, 0 new, 0 dropped" in out
+    assert "\n  L2Regularization: modified\n    added regularizer on 6 layers: conv2d … " \
+           "conv2d_3, dense, dense_1 (kernel_regularizer=L2(0.0001)" in out  # grouped, compressed
+    assert "\n  SpatialDropout: modified\n    replaced on 2 layers: dropout, dropout_1" in out
+    assert "weights: 32 carried over, 0 re-initialized, 0 dropped" in out
     assert "shape check: passed, output shapes (None, 10) as before" in out
     assert ("inference outputs: unchanged (largest absolute difference on a random batch "
-            f"of {cli.BATCH_SIZE}: 0)") in out
+            f"of {conversion.BATCH_SIZE}: 0)") in out
     assert out.rstrip().endswith("wrote out.keras (reloaded and checked: same layers, "
                                  "regularizers, weights and predictions)")
     assert listing(tmp_path) == ["cnn.keras", "out.keras"]
@@ -199,7 +203,7 @@ def test_convert_reorder_reports_changed_outputs_and_draws_the_diff(files, tmp_p
     done = run("convert", "reorderable.keras", "-o", "out.keras", "--reorder",
                "--spatial-dropout", "--diff-svg", "diff.svg", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    assert "pass ReorderBlocks: modified" in done.stdout
+    assert "\n  ReorderBlocks: modified\n" in done.stdout
     assert "inference outputs: changed by ReorderBlocks" in done.stdout
     picture = tmp_path / ("diff.svg" if shutil.which("dot") else "diff.dot")
     assert picture.exists() and "picture: " in done.stdout
@@ -225,7 +229,7 @@ def test_batch_one_line_per_bad_file_and_the_good_ones_still_converted(files, tm
 
     done = run("convert", "models", "missing.keras", "-o", "out", "--l2", "1e-4",
                cwd=tmp_path)
-    assert done.returncode == cli.EXIT_FINDINGS
+    assert done.returncode == status.EXIT_FINDINGS
     lines = error_lines(done.stderr)
     assert len(lines) == len(expected) + 1
     for name, fragment in expected.items():
@@ -249,7 +253,7 @@ def test_batch_one_line_per_bad_file_and_the_good_ones_still_converted(files, tm
 def test_single_bad_input_has_its_own_exit_status(files, tmp_path):
     copy(files, tmp_path, "lambda.keras")
     done = run("lint", "lambda.keras", cwd=tmp_path)
-    assert done.returncode == cli.EXIT_INPUT
+    assert done.returncode == status.EXIT_INPUT
     assert error_lines(done.stderr) == [
         f"{ERROR}lambda.keras: layer 'scale' (Lambda) holds Python bytecode, which safe mode "
         "refuses to load because it could run arbitrary code; expected Lambda layers calling "
@@ -269,7 +273,7 @@ def test_existing_output_needs_force(files, tmp_path):
     copy(files, tmp_path, "reorderable.keras")
     (tmp_path / "out.keras").write_text("precious")
     done = run("convert", "reorderable.keras", "-o", "out.keras", "--l2", "1e-4", cwd=tmp_path)
-    assert done.returncode == cli.EXIT_OUTPUT
+    assert done.returncode == status.EXIT_OUTPUT
     assert error_lines(done.stderr) == [
         f"{ERROR}out.keras: already exists; pass --force to overwrite it"]
     assert (tmp_path / "out.keras").read_text() == "precious"
@@ -286,7 +290,7 @@ def test_input_is_replaced_only_with_in_place(files, tmp_path):
     original = source.read_bytes()
     done = run("convert", "reorderable.keras", "-o", "reorderable.keras", "--force",
                "--spatial-dropout", cwd=tmp_path)
-    assert done.returncode == cli.EXIT_OUTPUT
+    assert done.returncode == status.EXIT_OUTPUT
     assert "is the input file; refusing to overwrite the input (pass --in-place" in done.stderr
     assert source.read_bytes() == original
 
@@ -308,7 +312,7 @@ def test_per_layer_pattern_matching_nothing_is_a_rewrite_error(files, tmp_path):
     copy(files, tmp_path, "cnn.keras")
     done = run("convert", "cnn.keras", "-o", "out.keras", "--l2-layer", "conv2x*=1e-5",
                cwd=tmp_path)
-    assert done.returncode == cli.EXIT_REWRITE
+    assert done.returncode == status.EXIT_REWRITE
     (line,) = error_lines(done.stderr)
     assert line.startswith(f"{ERROR}cnn.keras: rewrite failed: ")
     assert "per_layer pattern 'conv2x*' matches no layer" in line and "'conv2d'" in line
@@ -337,7 +341,7 @@ def test_passes_file(files, tmp_path):
 def test_lint_reports_findings_with_exit_status_1(files, tmp_path):
     copy(files, tmp_path, "reorderable.keras")
     done = run("lint", "reorderable.keras", cwd=tmp_path)
-    assert done.returncode == cli.EXIT_FINDINGS and done.stderr == ""
+    assert done.returncode == status.EXIT_FINDINGS and done.stderr == ""
     assert done.stdout.startswith("reorderable.keras: ")
     for rule in ("[bn-after-dropout] drop, bn", "[no-weight-regularization]"):
         assert rule in done.stdout
@@ -353,10 +357,11 @@ def test_inspect_summarizes_and_draws(files, tmp_path):
     assert "Functional model 'reorderable', 7 layer calls" in out
     assert "\n  Conv2D              1\n" in out and "\n  InputLayer          1\n" in out
     assert "nested models: none" in out
-    assert "l2 (L2Regularization): 2 layers: conv, head\n" in out
-    assert "spatial_dropout (SpatialDropout): 1 layer: drop\n" in out
-    assert ("reorder (ReorderBlocks): 1 layer: conv\n    conv: reordered (conv's fused "
-            "activation, drop, bn, pool -> bn, conv's fused activation, pool, drop)") in out
+    assert "  l2 (L2Regularization): modified\n    added regularizer on 2 layers: conv, head" in out
+    assert "  spatial_dropout (SpatialDropout): modified\n    replaced on 1 layer: drop\n" in out
+    assert ("  reorder (ReorderBlocks): modified\n    reordered on 1 layer: conv\n      conv: "
+            "conv's fused activation, drop, bn, pool -> bn, conv's fused activation, pool, "
+            "drop") in out
     assert (tmp_path / ("graph.svg" if shutil.which("dot") else "graph.dot")).exists()
     assert listing(tmp_path)[-1] == "reorderable.keras"  # nothing else written
 
@@ -373,7 +378,7 @@ def test_output_folder_that_cannot_be_used(files, tmp_path):
     copy(files, tmp_path, "cnn.keras", "reorderable.keras")
     (tmp_path / "taken").write_text("a file, not a folder")
     done = run("convert", "cnn.keras", "reorderable.keras", "-o", "taken", cwd=tmp_path)
-    assert done.returncode == cli.EXIT_OUTPUT
+    assert done.returncode == status.EXIT_OUTPUT
     assert error_lines(done.stderr) == [
         f"{ERROR}taken: is a file; expected a folder for the outputs of several inputs"]
     assert (tmp_path / "taken").read_text() == "a file, not a folder"
@@ -385,17 +390,20 @@ def test_demo_converts_the_bundled_unet(tmp_path):
     assert done.stderr == ""
     out = done.stdout
     assert "seed_unet.keras (bundled seed U-Net) -> seed_unet.rewritten.keras" in out
-    assert "conv2d_18: added_regularizer - kernel_regularizer=L2(0.0001)" in out
-    assert "pass SpatialDropout: unchanged" in out and "pass ReorderBlocks: unchanged" in out
+    # grouped: one line for 23 layers, not one per layer
+    assert "added regularizer on 23 layers: conv2d … conv2d_18, conv2d_transpose … " \
+           "conv2d_transpose_3 (kernel_regularizer=L2(0.0001)" in out
+    assert "conv2d_18: " not in out
+    assert "  SpatialDropout: unchanged" in out and "  ReorderBlocks: unchanged" in out
     assert "inference outputs: unchanged" in out
     assert listing(tmp_path) == ["seed_unet.rewritten.keras"]
     converted = krio.load_model(tmp_path / "seed_unet.rewritten.keras", safe_mode=True)
-    bundled = krio.load_model(pathlib.Path(cli.__file__).parent / "data" / "seed_unet.keras")
+    bundled = krio.load_model(pathlib.Path(krio.__file__).parent / "data" / "seed_unet.keras")
     assert same_predictions(bundled, converted)
     assert float(sum(converted.losses)) > 0
 
     again = run("demo", cwd=tmp_path)
-    assert again.returncode == cli.EXIT_OUTPUT
+    assert again.returncode == status.EXIT_OUTPUT
     assert error_lines(again.stderr) == [
         f"{ERROR}seed_unet.rewritten.keras: already exists; pass --force to overwrite it"]
 
@@ -405,7 +413,7 @@ def test_demo_converts_the_bundled_unet(tmp_path):
 
 def call(argv, capsys, cwd, monkeypatch):
     monkeypatch.chdir(cwd)
-    code = cli.main([str(a) for a in argv])
+    code = entry.main([str(a) for a in argv])
     captured = capsys.readouterr()
     return code, captured.out, captured.err
 
@@ -439,7 +447,7 @@ def call(argv, capsys, cwd, monkeypatch):
 ])
 def test_usage_errors(argv, fragment, tmp_path, capsys, monkeypatch):
     code, out, err = call(argv, capsys, tmp_path, monkeypatch)
-    assert code == cli.EXIT_USAGE
+    assert code == status.EXIT_USAGE
     if not argv:  # no command: the help, as a reminder
         assert fragment in err
         return
@@ -464,7 +472,7 @@ def test_bad_passes_files(toml, fragment, tmp_path, capsys, monkeypatch):
     (tmp_path / "p.toml").write_text(toml)
     code, out, err = call(["convert", "a.keras", "--dry-run", "--passes", "p.toml"], capsys,
                           tmp_path, monkeypatch)
-    assert code == cli.EXIT_USAGE and fragment in err, err
+    assert code == status.EXIT_USAGE and fragment in err, err
     assert error_lines(err)[0].startswith(f"{ERROR}--passes p.toml")
 
 
@@ -473,14 +481,14 @@ def test_lint_clean_model_exits_0(tmp_path, capsys, monkeypatch):
     keras.Model(inputs, layers.Dense(2, kernel_regularizer="l2")(inputs)).save(
         tmp_path / "clean.keras")
     code, out, err = call(["lint", "clean.keras"], capsys, tmp_path, monkeypatch)
-    assert (code, out, err) == (cli.EXIT_OK, "clean.keras: no findings\n", "")
+    assert (code, out, err) == (status.EXIT_OK, "clean.keras: no findings\n", "")
 
 
 def test_verbose_shows_the_traceback(tmp_path, capsys, monkeypatch):
     (tmp_path / "bad.keras").write_text("x")
     code, out, err = call(["convert", "bad.keras", "-o", "o.keras", "-v"], capsys, tmp_path,
                           monkeypatch)
-    assert code == cli.EXIT_INPUT
+    assert code == status.EXIT_INPUT
     assert f"{ERROR}bad.keras: is not a zip archive" in err and "Traceback" in err
 
 
@@ -505,7 +513,7 @@ def test_failed_reload_check_leaves_nothing(files, tmp_path, capsys, monkeypatch
     monkeypatch.setattr(verify, "max_abs_difference", differs_on_reload)
     code, out, err = call(["convert", "reorderable.keras", "-o", "out.keras"], capsys,
                           tmp_path, monkeypatch)
-    assert code == cli.EXIT_OUTPUT
+    assert code == status.EXIT_OUTPUT
     assert error_lines(err) == [f"{ERROR}out.keras: the written file reloads with different "
                                 "predictions (largest absolute difference 1); not written"]
     assert listing(tmp_path) == ["reorderable.keras"]
@@ -515,67 +523,67 @@ def test_failed_reload_check_leaves_nothing(files, tmp_path, capsys, monkeypatch
 
 
 def test_argument_values():
-    assert cli.coefficient("0") == 0.0 and cli.coefficient("1E-3") == 1e-3
-    assert cli.layer_coefficient("a=b=1e-5") == ("a=b", 1e-5)  # the last '=' splits
-    assert cli.reorder_order(" bn , act ") == ("bn", "act")
+    assert pass_options.coefficient("0") == 0.0 and pass_options.coefficient("1E-3") == 1e-3
+    assert pass_options.layer_coefficient("a=b=1e-5") == ("a=b", 1e-5)  # the last '=' splits
+    assert pass_options.reorder_order(" bn , act ") == ("bn", "act")
 
 
 def test_folder_inputs_are_sorted_model_files(tmp_path):
     for name in ("b.keras", "a.h5", "notes.txt", "c.KERAS"):
         (tmp_path / name).write_text("x")
     (tmp_path / "sub.keras").mkdir()
-    files, batch = cli.expand_inputs([str(tmp_path)])
+    files, batch = batching.expand_inputs([str(tmp_path)])
     assert [pathlib.Path(f).name for f in files] == ["a.h5", "b.keras", "c.KERAS"] and batch
-    assert cli.expand_inputs(["one.keras"]) == (["one.keras"], False)
+    assert batching.expand_inputs(["one.keras"]) == (["one.keras"], False)
     (tmp_path / "empty").mkdir()
-    with pytest.raises(cli.Failure, match="is a folder with no model files") as info:
-        cli.expand_inputs([str(tmp_path / "empty")])
-    assert info.value.code == cli.EXIT_INPUT
+    with pytest.raises(status.Failure, match="is a folder with no model files") as info:
+        batching.expand_inputs([str(tmp_path / "empty")])
+    assert info.value.code == status.EXIT_INPUT
 
 
 def test_output_naming(tmp_path):
-    plan = cli.plan_jobs(["m/a.keras", "b.h5"], True, "out", in_place=False, dry_run=False)
+    plan = batching.plan_jobs(["m/a.keras", "b.h5"], True, "out", in_place=False, dry_run=False)
     assert [(j.source, j.output) for j in plan] == [("m/a.keras", "out/a.keras"),
                                                     ("b.h5", "out/b.keras")]
-    assert cli.plan_jobs(["a.keras"], False, "x.keras", in_place=False,
+    assert batching.plan_jobs(["a.keras"], False, "x.keras", in_place=False,
                          dry_run=False)[0].output == "x.keras"
-    assert cli.plan_jobs(["a.keras"], False, str(tmp_path), in_place=False,
+    assert batching.plan_jobs(["a.keras"], False, str(tmp_path), in_place=False,
                          dry_run=False)[0].output == str(tmp_path / "a.keras")
-    assert cli.plan_jobs(["a.keras"], False, None, in_place=True,
+    assert batching.plan_jobs(["a.keras"], False, None, in_place=True,
                          dry_run=False)[0].output == "a.keras"
-    assert cli.plan_jobs(["a.keras"], False, None, in_place=False,
+    assert batching.plan_jobs(["a.keras"], False, None, in_place=False,
                          dry_run=True)[0].output is None
-    with pytest.raises(cli.UsageError, match="b.h5 is not a .keras file"):
-        cli.plan_jobs(["b.h5"], False, None, in_place=True, dry_run=False)
+    with pytest.raises(status.UsageError, match="b.h5 is not a .keras file"):
+        batching.plan_jobs(["b.h5"], False, None, in_place=True, dry_run=False)
 
 
 def test_batch_output_folder_is_created_and_probed(tmp_path, monkeypatch):
-    cli.prepare_output_folder(str(tmp_path / "new"), dry_run=False)
+    batching.prepare_output_folder(str(tmp_path / "new"), dry_run=False)
     assert listing(tmp_path / "new") == []  # the probe file is gone
-    with pytest.raises(cli.Failure, match="parent folder .* does not exist"):
-        cli.prepare_output_folder(str(tmp_path / "a" / "b"), dry_run=False)
+    with pytest.raises(status.Failure, match="parent folder .* does not exist"):
+        batching.prepare_output_folder(str(tmp_path / "a" / "b"), dry_run=False)
 
     def read_only(*args, **kwargs):
         raise PermissionError(13, "Permission denied")
 
     monkeypatch.setattr("tempfile.TemporaryFile", read_only)
-    with pytest.raises(cli.Failure, match="not writable: Permission denied") as info:
-        cli.prepare_output_folder(str(tmp_path / "new"), dry_run=False)
-    assert info.value.code == cli.EXIT_OUTPUT
+    with pytest.raises(status.Failure, match="not writable: Permission denied") as info:
+        batching.prepare_output_folder(str(tmp_path / "new"), dry_run=False)
+    assert info.value.code == status.EXIT_OUTPUT
 
 
 def test_batch_report_exit_status():
     out, err = stdio.StringIO(), stdio.StringIO()
-    single = cli.BatchReport(1, out, err)
-    single.failure(1, "a.keras", cli.Failure(cli.EXIT_OUTPUT, "a.keras: exists"))
-    assert single.exit_status() == cli.EXIT_OUTPUT  # one input: its own status
+    single = batching.BatchReport(1, out, err)
+    single.failure(1, "a.keras", status.Failure(status.EXIT_OUTPUT, "a.keras: exists"))
+    assert single.exit_status() == status.EXIT_OUTPUT  # one input: its own status
     assert err.getvalue() == f"{ERROR}a.keras: exists\n" and out.getvalue() == ""
 
-    batch = cli.BatchReport(3, out, err)
+    batch = batching.BatchReport(3, out, err)
     batch.success(1, "a.keras -> out/a.keras: ok")
-    assert batch.exit_status() == cli.EXIT_OK
-    batch.failure(2, "b.keras", cli.Failure(cli.EXIT_INPUT, "b.keras: bad"))
-    assert batch.exit_status() == cli.EXIT_FINDINGS
+    assert batch.exit_status() == status.EXIT_OK
+    batch.failure(2, "b.keras", status.Failure(status.EXIT_INPUT, "b.keras: bad"))
+    assert batch.exit_status() == status.EXIT_FINDINGS
     assert "[1/3] a.keras -> out/a.keras: ok\n" in out.getvalue()
     assert "[2/3] b.keras: failed (exit status 3" in out.getvalue()
     assert batch.summary() == "1 converted, 1 failed of 3 inputs"
@@ -586,33 +594,51 @@ class FakeTerminal(stdio.StringIO):
         return True
 
 
-def test_progress_only_on_a_terminal():
-    quiet = cli.Progress(stdio.StringIO())
-    quiet.show(1, 3, "a.keras")
-    assert quiet.stream.getvalue() == ""
-    tty = cli.Progress(FakeTerminal())
-    tty.show(2, 3, "b.keras")
+def test_progress_plain_lines_off_a_terminal_and_a_counter_on_one(monkeypatch):
+    plain = terminal.Progress(3, stdio.StringIO())
+    plain.start(1, "a.keras")
+    assert plain.stream.getvalue() == ""  # the result lines on stdout are the progress
+    single = terminal.Progress(1, stdio.StringIO())
+    single.start(1, "a.keras")
+    assert single.stream.getvalue() == ""  # one input: its own report says enough
+    monkeypatch.setitem(sys.modules, "tqdm", None)  # without tqdm: a counter on one line
+    tty = terminal.Progress(3, FakeTerminal())
+    tty.start(2, "b.keras")
     tty.clear()
     assert tty.stream.getvalue() == "\r\x1b[K[2/3] b.keras ...\r\x1b[K"
 
 
-@pytest.mark.parametrize("module", ["cli.py", "io.py", "dot.py"])
+def test_progress_bar_on_a_terminal():
+    bar = terminal.Progress(3, FakeTerminal())
+    bar.start(1, "a.keras")
+    bar.finish_one()
+    bar.close()
+    assert "a.keras" in bar.stream.getvalue() and "/3" in bar.stream.getvalue()
+
+
+CLI_MODULES = sorted(p.name for p in pathlib.Path(entry.__file__).parent.glob("*.py"))
+
+
+@pytest.mark.parametrize("module", ["keras_rewrite_cli/" + m for m in CLI_MODULES]
+                         + ["keras_rewrite/cli.py", "keras_rewrite/model_files.py",
+                            "keras_rewrite/atomic_save.py", "keras_rewrite/conversion.py",
+                            "keras_rewrite/error_text.py", "keras_rewrite/dot.py"])
 def test_no_heavy_imports_at_module_level(module):
     # --help and usage errors must not need Keras from these modules (see the README).
-    tree = ast.parse((pathlib.Path(cli.__file__).parent / module).read_text())
+    tree = ast.parse((pathlib.Path(entry.__file__).parent.parent / module).read_text())
     top = set()
     for node in tree.body:
         if isinstance(node, ast.Import):
             top |= {a.name.split(".")[0] for a in node.names}
         elif isinstance(node, ast.ImportFrom) and node.level == 0:
             top.add(node.module.split(".")[0])
-    assert not top & {"keras", "tensorflow", "numpy", "networkx", "h5py"}
+    assert not top & {"keras", "tensorflow", "numpy", "networkx", "h5py", "keras_rewrite"}
 
 
-def test_main_module_runs_main():
-    source = (pathlib.Path(cli.__file__).parent / "__main__.py").read_text()
-    assert "sys.exit(main())" in source
-    assert os.path.basename(cli.__file__) == "cli.py"
+def test_main_modules_run_the_command_line():
+    for package in (krio, entry):
+        source = (pathlib.Path(package.__file__).parent / "__main__.py").read_text()
+        assert "from keras_rewrite_cli.entry import run" in source or "from .entry import run" in source
 
 
 def test_disk_full_while_writing_keeps_input_and_existing_output(files, tmp_path, capsys,
@@ -631,7 +657,7 @@ def test_disk_full_while_writing_keeps_input_and_existing_output(files, tmp_path
     monkeypatch.setattr(keras.Model, "save", save_until_disk_full)
     code, out, err = call(["convert", "reorderable.keras", "-o", "out.keras", "--force",
                            "--l2", "1e-4"], capsys, tmp_path, monkeypatch)
-    assert code == cli.EXIT_OUTPUT
+    assert code == status.EXIT_OUTPUT
     assert err.count("\n") == 1 and "No space left on device" in err and "Traceback" not in err
     assert existing.read_bytes() == b"the previous output, which must survive"
     assert src.read_bytes() == input_bytes
@@ -694,7 +720,7 @@ def test_a_file_that_would_reload_without_the_rewrite_is_exit_5(tmp_path, capsys
     monkeypatch.setattr(keras_rewrite.api, "rewrite_with_report", l2_on_the_sublayer)
     code, out, err = call(["convert", "m.keras", "-o", "out.keras"], capsys, tmp_path,
                           monkeypatch)
-    assert code == cli.EXIT_OUTPUT
+    assert code == status.EXIT_OUTPUT
     assert error_lines(err) == [
         f"{ERROR}out.keras: the written file would reload without the rewrite: layer "
         "'block/proj': kernel_regularizer expected L2(0.0001), received None (and 1 more "
@@ -729,7 +755,7 @@ def test_unexpected_error_in_a_layer_is_one_line_naming_it(command, target, step
     module, name = target.rsplit(".", 1)  # keras_rewrite.lint the module, not the function
     monkeypatch.setattr(sys.modules[module], name, fail_in_fragile)
     code, out, err = call(command, capsys, tmp_path, monkeypatch)
-    assert code == cli.EXIT_REWRITE
+    assert code == status.EXIT_REWRITE
     assert error_lines(err) == [
         f"{ERROR}m.keras: unexpected NotImplementedError while {step} in layer 'fragile' "
         f"{FRAGILE}; rerun with --verbose and report it"]
@@ -741,7 +767,7 @@ def test_a_layer_that_cannot_be_saved_is_exit_5_naming_it(tmp_path, capsys, monk
     fragile_model(tmp_path)
     code, out, err = call(["convert", "m.keras", "-o", "out.keras"], capsys, tmp_path,
                           monkeypatch)
-    assert code == cli.EXIT_OUTPUT
+    assert code == status.EXIT_OUTPUT
     assert error_lines(err) == [
         f"{ERROR}out.keras: Keras could not save the model in layer 'fragile' (Fragile): "
         f"NotImplementedError: {FRAGILE.split(': ', 1)[1]}; rerun with --verbose and report it"]
@@ -749,9 +775,9 @@ def test_a_layer_that_cannot_be_saved_is_exit_5_naming_it(tmp_path, capsys, monk
 
 
 @pytest.mark.parametrize("target, code, fragment", [
-    ("keras_rewrite.io.check_model_file", cli.EXIT_INPUT, "m.keras: unexpected RuntimeError "
+    ("keras_rewrite.model_files.check_model_file", status.EXIT_INPUT, "m.keras: unexpected RuntimeError "
                                                           "while loading: boom"),
-    ("keras_rewrite.verify.compare_models", cli.EXIT_OUTPUT, "out.keras: unexpected "
+    ("keras_rewrite.verify.compare_models", status.EXIT_OUTPUT, "out.keras: unexpected "
                                                              "RuntimeError while writing or "
                                                              "reloading: boom"),
 ])
@@ -782,8 +808,8 @@ def test_ctrl_c_is_130_and_leaves_nothing(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(keras.Model, "save", interrupted)
     code, out, err = call(["convert", "m.keras", "-o", "out.keras"], capsys, tmp_path,
                           monkeypatch)
-    assert code == cli.EXIT_INTERRUPTED
-    assert err == "\nkeras-rewrite: interrupted; no partial output was left\n"
+    assert code == status.EXIT_INTERRUPTED
+    assert err == "keras-rewrite: interrupted; no partial output was left\n"
     assert listing(tmp_path) == ["m.keras"]
 
 
@@ -802,7 +828,7 @@ def test_string_input_models_convert(tmp_path, capsys, monkeypatch):
     saved(keras.Model(text, layers.Dense(2)(x)), tmp_path / "in", "text.keras")
     code, out, err = call(["convert", "in", "-o", "out", "--l2", "1e-4"], capsys, tmp_path,
                           monkeypatch)
-    assert (code, err) == (cli.EXIT_OK, ""), err
+    assert (code, err) == (status.EXIT_OK, ""), err
     assert "2 converted, 0 failed of 2 inputs" in out
     assert listing(tmp_path / "out") == ["lookup.keras", "text.keras"]
 
@@ -821,9 +847,9 @@ def test_a_loaded_gemma_backbone_is_one_line_or_works(tmp_path):
                                               "--l2", "1e-4"]):
         done = run(*command, cwd=tmp_path)
         assert "Traceback" not in done.stderr
-        if done.returncode in (cli.EXIT_OK, cli.EXIT_FINDINGS):  # once the core reads it
+        if done.returncode in (status.EXIT_OK, status.EXIT_FINDINGS):  # once the core reads it
             continue
-        assert done.returncode in (cli.EXIT_REWRITE, cli.EXIT_OUTPUT), done.stderr
+        assert done.returncode in (status.EXIT_REWRITE, status.EXIT_OUTPUT), done.stderr
         (line,) = error_lines(done.stderr)
         assert "layer 'final_normalization' (RMSNormalization)" in line
     assert "gemma.keras" in listing(tmp_path) and no_temp_files(tmp_path)
@@ -836,7 +862,7 @@ def test_a_kerashub_backbone_is_written_with_its_l2_or_not_at_all(tmp_path):
         vocabulary_size=50, num_layers=1, num_heads=2, hidden_dim=8, intermediate_dim=16,
         max_sequence_length=16).save(tmp_path / "gpt2.keras")
     done = run("convert", "gpt2.keras", "-o", "out.keras", "--l2", "1e-4", cwd=tmp_path)
-    if done.returncode == cli.EXIT_OUTPUT:  # the class rebuilt itself without the L2
+    if done.returncode == status.EXIT_OUTPUT:  # the class rebuilt itself without the L2
         (line,) = error_lines(done.stderr)
         assert "the written file would reload without the rewrite: layer '" in line
         assert listing(tmp_path) == ["gpt2.keras"]

@@ -6,7 +6,8 @@ from keras import layers
 
 from keras_rewrite import verify
 from keras_rewrite.errors import RewriteError
-from keras_rewrite.verify import ModelMismatchError, compare_models, max_abs_difference
+from keras_rewrite.verify import (FALLBACK_WORDS, ModelMismatchError, compare_models,
+                                  max_abs_difference, predict, random_batch, sample_batch)
 
 
 def dense_model(l2=1e-4, dtype=None, names=("a", "b")):
@@ -189,3 +190,63 @@ def test_automatic_names_of_sublayers_and_variables_do_not_count(tmp_path):
     inner = [layer.name for layer in reloaded.get_layer("u").inner.layers]
     assert inner != [layer.name for layer in model.get_layer("u").inner.layers]  # renamed
     assert compare_models(model, reloaded, np.ones((2, 3), "float32"))
+
+
+# --------------------------------------------------------------------------- predictions
+
+
+def test_random_batch_fills_unknown_dims_and_ints():
+    a = keras.Input((None, None, 3))
+    b = keras.Input((5,), dtype="int32")
+    model = keras.Model([a, b], [layers.GlobalAveragePooling2D()(a), layers.Embedding(2, 2)(b)])
+    xa, xb = random_batch(model, batch=3)
+    assert xa.shape == (3, 32, 32, 3) and xa.dtype == np.float32
+    assert xb.dtype == np.int32 and set(np.unique(xb)) <= {0, 1}
+    assert np.array_equal(random_batch(model, batch=3)[0], xa)  # reproducible
+
+
+def test_random_batch_follows_a_dict_input_structure():
+    a, b = keras.Input((4,), name="a"), keras.Input((3,), name="b")
+    model = keras.Model({"b": b, "a": a}, layers.Concatenate()([a, b]))
+    x = random_batch(model)
+    assert isinstance(x, dict) and x["a"].shape == (4, 4) and x["b"].shape == (4, 3)
+    assert predict(model, x).shape == (4, 7)
+
+
+def test_random_batch_of_strings_uses_the_vocabularies():
+    words, codes = (keras.Input((3,), dtype="string", name=n) for n in ("w", "c"))
+    text = keras.Input((1,), dtype="string", name="t")
+    lookup = layers.StringLookup(vocabulary=["cat", "dog"], num_oov_indices=0)
+    vectorize = layers.TextVectorization(max_tokens=8)
+    vectorize.adapt(["the sun rose"])
+    hashed = layers.Hashing(4)(codes)  # a string input without a vocabulary
+    model = keras.Model([words, text, codes], [lookup(words), vectorize(text), hashed])
+    xw, xt, xc = random_batch(model, batch=2)
+    assert xw.shape == (2, 3) and set(xw.ravel()) <= {"cat", "dog"}
+    assert all(len(s.split()) == 3 and set(s.split()) <= {"the", "sun", "rose"}
+               for s in xt.ravel())
+    assert set(xc.ravel()) <= set(FALLBACK_WORDS)
+    assert [o.shape[0] for o in keras.tree.flatten(predict(model, [xw, xt, xc]))] == [2, 2, 2]
+
+
+def test_sample_batch_shrinks_unknown_dims_the_model_refuses():
+    inputs = keras.Input((None,), name="tokens")
+
+    class AtMost16(layers.Layer):
+        def call(self, x):
+            if x.shape[1] is not None and x.shape[1] > 16:
+                raise ValueError(f"at most 16 positions; received {x.shape[1]}")
+            return x
+
+    model = keras.Model(inputs, AtMost16()(inputs))
+    x, outputs = sample_batch(model, batch=2)
+    assert x.shape == (2, 16) and outputs.shape == (2, 16)
+    class Never(layers.Layer):
+        def call(self, x):
+            if not isinstance(x, keras.KerasTensor):
+                raise RuntimeError("refuses every batch")
+            return x
+
+    fixed = keras.Input((3,))
+    with pytest.raises(RuntimeError, match="refuses every batch"):  # tried once: no None dim
+        sample_batch(keras.Model(fixed, Never()(fixed)))

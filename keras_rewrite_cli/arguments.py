@@ -1,0 +1,157 @@
+"""The argument parser: every option of every subcommand, and nothing that imports Keras."""
+from __future__ import annotations
+
+import argparse
+import textwrap
+
+from .commands import DEMO_OUTPUT
+from .pass_options import ALL_PASSES, add_pass_options
+from .status import (EXIT_CODES_HELP, EXIT_FINDINGS, EXIT_INPUT, EXIT_OK, EXIT_OUTPUT,
+                     EXIT_REWRITE, EXIT_USAGE, UsageError)
+from .terminal import PROG
+
+OUTPUTS_HELP = """\
+outputs:
+  one input      -o OUT.keras, or -o an existing folder
+  several inputs, or a FOLDER as input (its *.keras and *.h5 files, sorted, not recursive):
+                 -o is a folder, created if missing; each output keeps its input's name
+                 with the suffix .keras (models/a.keras -> OUT/a.keras, b.h5 -> OUT/b.keras);
+                 one line per input, then a summary; one bad input does not stop the others
+  --in-place     each input is replaced (through a checked temporary file)
+  --dry-run      nothing is written (without -o; with -o, the outputs are only planned)
+"""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (UsageError) instead of usage + message."""
+
+    def error(self, message):
+        raise UsageError(f"{message} (see '{self.prog} --help')")
+
+
+def _para(text: str) -> str:
+    """A paragraph wrapped for the terminal (RawDescriptionHelpFormatter keeps the epilog's
+    tables as written, so it does not wrap descriptions either)."""
+    return textwrap.fill(text, width=88)
+
+
+def version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("keras-rewrite")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def _add_load_options(parser) -> None:
+    group = parser.add_argument_group("loading")
+    group.add_argument("--unsafe", action="store_true",
+                       help="load with safe_mode=False: allow Lambda layers stored as Python "
+                            "bytecode and legacy .h5 files. Only for files you trust: loading "
+                            "them can run code")
+    group.add_argument("--custom-objects", metavar="MODULE", action="append", default=[],
+                       help="import MODULE (a dotted name, or a path to a .py file) before "
+                            "loading, so that the custom layers it registers with "
+                            "keras.saving.register_keras_serializable can be loaded; repeatable")
+    _add_verbose(parser)
+
+
+def _add_verbose(parser) -> None:
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="per-layer detail, Keras warnings, timings, and tracebacks on "
+                             "errors")
+
+
+def _add_format(parser, what: str) -> None:
+    parser.add_argument("--format", choices=("text", "json"), default="text",
+                        help=f"text (default), or json: one JSON object per {what} on stdout "
+                             "(errors still one line each on stderr)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (no Keras needed to build or run it)."""
+    formatter = argparse.RawDescriptionHelpFormatter
+    parser = Parser(prog=PROG, formatter_class=formatter,
+                    description=_para("Rewrite built Keras 3 models through a networkx graph, "
+                                      "keeping their weights: add L2 regularization, swap "
+                                      "Dropout for SpatialDropout, reorder Conv/BN/activation/"
+                                      "pool/dropout blocks; lint and inspect model files."),
+                    epilog=EXIT_CODES_HELP + "\nStart with: keras-rewrite demo")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+
+    convert = sub.add_parser(
+        "convert", formatter_class=formatter, help="rewrite model files",
+        description=_para("Rewrite .keras model files with passes, print what changed (per "
+                          "pass, on how many layers; weights carried over or re-initialized, "
+                          "output shapes, inference outputs on a random batch) and write the "
+                          "result atomically: a temporary file in the destination folder, "
+                          "reloaded and checked, then given its name. Inputs are never "
+                          "overwritten without --in-place, existing outputs (models and "
+                          "pictures) never without --force."),
+        epilog=OUTPUTS_HELP + "\n" + EXIT_CODES_HELP)
+    convert.add_argument("inputs", nargs="+", metavar="IN",
+                         help="a .keras file or a folder of them")
+    convert.add_argument("-o", "--output", metavar="OUT",
+                         help="output file (one input) or folder (several inputs)")
+    add_pass_options(convert)
+    group = convert.add_argument_group("writing")
+    group.add_argument("--dry-run", action="store_true",
+                       help="rewrite and report, write no model file")
+    group.add_argument("--force", action="store_true",
+                       help="overwrite an existing OUT (and --diff-svg FILE)")
+    group.add_argument("--in-place", action="store_true",
+                       help="replace each input by its rewritten model (atomically)")
+    group.add_argument("--diff-svg", metavar="FILE",
+                       help="draw the rewritten graph with changed, new, moved and removed "
+                            "layers marked (.svg/.png via Graphviz 'dot', or .dot)")
+    _add_format(convert, "input")
+    _add_load_options(convert)
+
+    lint_parser = sub.add_parser(
+        "lint", formatter_class=formatter, help="explain problems in a model's layer order",
+        description=_para("Lint a model: layer orders and settings that the seed answers "
+                          "advise against, each explained, with the pass that fixes it."),
+        epilog=f"exit status: {EXIT_OK} no findings, {EXIT_FINDINGS} findings, {EXIT_USAGE} "
+               f"usage error, {EXIT_INPUT} input unreadable or invalid, {EXIT_REWRITE} the "
+               "model's graph could not be read (unexpected error)")
+    lint_parser.add_argument("input", metavar="IN", help="a .keras file")
+    lint_parser.add_argument("--brief", action="store_true",
+                             help="one line per finding, without the explanation")
+    _add_format(lint_parser, "model")
+    _add_load_options(lint_parser)
+
+    inspect_parser = sub.add_parser(
+        "inspect", formatter_class=formatter,
+        help="summarize a model and where each pass would act",
+        description=_para("Summarize a model file: layer calls by class, nested models, and "
+                          "where each pass would act (the passes run on the graph only; "
+                          "nothing is rebuilt or written). Without pass options, the passes "
+                          f"{', '.join(ALL_PASSES)} with their defaults."),
+        epilog=f"exit status: {EXIT_OK} success, {EXIT_USAGE} usage error, {EXIT_INPUT} input "
+               f"unreadable or invalid, {EXIT_REWRITE} the model's graph could not be read "
+               f"(unexpected error), {EXIT_OUTPUT} picture not written")
+    inspect_parser.add_argument("input", metavar="IN", help="a .keras file")
+    inspect_parser.add_argument("--svg", metavar="FILE",
+                                help="draw the graph (.svg/.png via Graphviz 'dot', or .dot)")
+    inspect_parser.add_argument("--force", action="store_true",
+                                help="overwrite an existing --svg FILE")
+    add_pass_options(inspect_parser)
+    _add_load_options(inspect_parser)
+
+    demo = sub.add_parser(
+        "demo", formatter_class=formatter,
+        help="convert the bundled seed U-Net with all three passes",
+        description=_para("Convert the bundled seed U-Net (keras_rewrite/data/seed_unet.keras, "
+                          "64x64x3, random weights) with the passes "
+                          f"{', '.join(ALL_PASSES)}, print the report and write "
+                          f"./{DEMO_OUTPUT}."),
+        epilog=EXIT_CODES_HELP)
+    demo.add_argument("-o", "--output", metavar="OUT",
+                      help=f"where to write the result (default ./{DEMO_OUTPUT})")
+    demo.add_argument("--force", action="store_true", help="overwrite an existing OUT")
+    demo.add_argument("--diff-svg", metavar="FILE", help="draw what changed")
+    _add_format(demo, "model")
+    _add_verbose(demo)
+    return parser
