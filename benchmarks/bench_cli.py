@@ -1,5 +1,7 @@
 """CLI benchmarks, process start-up included in every figure.
 
+0. Start-up: `keras-rewrite --help`, `--version` and a usage error (target < 0.3 s each:
+   TensorFlow is imported only when a model is touched), the console script run directly.
 1. `keras-rewrite convert` with all three passes on ResNet50 saved as .keras, against a Python
    script that only does load_model + save; then where the CLI's time goes (in-process).
 2. Batch: N small saved models converted by one CLI call (a folder) against one call per file.
@@ -18,9 +20,9 @@ from pathlib import Path
 
 import keras_rewrite  # quiets TensorFlow
 import keras
-from keras_rewrite import io as krio
+
 from keras_rewrite import verify
-from keras_rewrite.cli import BATCH_SIZE
+from keras_rewrite.conversion import BATCH_SIZE
 
 CLI = [sys.executable, "-m", "keras_rewrite"]
 PASSES = ["--l2", "1e-4", "--spatial-dropout", "--reorder"]
@@ -50,6 +52,27 @@ def timed(label, fn, rows):
     return result
 
 
+SCRIPT = Path(sys.executable).parent / "keras-rewrite"  # the console script itself
+
+
+def bench_startup(repeat):
+    rows = []
+    for label, argv in [("keras-rewrite --help", ["--help"]),
+                        ("keras-rewrite --version", ["--version"]),
+                        ("usage error (convert a.keras --l2 -1)",
+                         ["convert", "a.keras", "-o", "b.keras", "--l2", "-1"]),
+                        ("python -m keras_rewrite_cli --help", None)]:
+        cmd = ([sys.executable, "-m", "keras_rewrite_cli", "--help"] if argv is None
+               else [str(SCRIPT), *argv])
+        times = []
+        for _ in range(max(repeat, 5)):
+            start = time.perf_counter()
+            subprocess.run(cmd, capture_output=True)
+            times.append(time.perf_counter() - start)
+        rows.append([label, f"{statistics.median(times):.3f}"])
+    table("Start-up (median wall time; target < 0.3 s)", ["command", "s"], rows)
+
+
 def bench_end_to_end(tmp, repeat):
     src = tmp / "resnet50.keras"
     keras.applications.ResNet50(weights=None).save(src)
@@ -67,7 +90,7 @@ def bench_end_to_end(tmp, repeat):
     model = timed("load_model", lambda: keras.saving.load_model(src), rows)
     new = timed("rewrite (3 passes)", lambda: keras_rewrite.rewrite(
         model, ["l2", "spatial_dropout", "reorder"]), rows)
-    x = krio.random_batch(model, batch=BATCH_SIZE)
+    x = verify.random_batch(model, batch=BATCH_SIZE)
     expected = verify.predict(new, x)
     timed(f"predict original + rewritten (batch of {BATCH_SIZE})", lambda: (
         verify.predict(model, x), verify.predict(new, x)), rows)
@@ -114,9 +137,11 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--files", type=int, default=50)
-    parser.add_argument("--sections", default="end-to-end,batch")
+    parser.add_argument("--sections", default="startup,end-to-end,batch")
     args = parser.parse_args(argv)
     print(f"keras {keras.__version__}, backend {keras.backend.backend()}, median of {args.repeat}")
+    if "startup" in args.sections:
+        bench_startup(args.repeat)
     with tempfile.TemporaryDirectory() as tmp:
         if "end-to-end" in args.sections:
             bench_end_to_end(Path(tmp), args.repeat)
