@@ -870,3 +870,23 @@ def test_a_kerashub_backbone_is_written_with_its_l2_or_not_at_all(tmp_path):
     assert done.returncode == 0, done.stderr
     converted = keras.saving.load_model(tmp_path / "out.keras")
     assert float(sum(converted.losses)) > 0  # the L2 is in the file
+
+
+def test_format_json_is_one_object_per_input_and_verbose_lists_every_layer(files, tmp_path,
+                                                                         capsys, monkeypatch):
+    import json
+
+    copy(files, tmp_path, "cnn.keras")
+    code, out, err = call(["convert", "cnn.keras", "--dry-run", "--l2", "1e-4", "--format",
+                           "json"], capsys, tmp_path, monkeypatch)
+    assert (code, err) == (status.EXIT_OK, "")
+    (record,) = [json.loads(line) for line in out.splitlines()]
+    assert record["source"] == "cnn.keras" and record["written"] is False
+    assert record["passes"][0]["name"] == "L2Regularization"
+    assert record["weights"]["carried"] == 32 and record["checks"]["outputs"] == "unchanged"
+    code, out, err = call(["convert", "missing.keras", "--dry-run", "--format", "json"], capsys,
+                          tmp_path, monkeypatch)
+    assert code == status.EXIT_INPUT and json.loads(out)["exit_status"] == status.EXIT_INPUT
+    code, out, err = call(["convert", "cnn.keras", "--dry-run", "--l2", "1e-4", "--verbose"],
+                          capsys, tmp_path, monkeypatch)
+    assert code == status.EXIT_OK and "      conv2d_3: kernel_regularizer=L2(0.0001)" in out
