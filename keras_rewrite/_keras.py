@@ -193,11 +193,23 @@ def compile_like(new_model, old_model):
     """Compile `new_model` with `old_model`'s loss and metrics and a fresh optimizer like its."""
     if not getattr(old_model, "compiled", False):
         return
-    args = dict(old_model._compile_config.config)
+    args = {k: _fresh(v) for k, v in old_model._compile_config.config.items()}
     optimizer = old_model.optimizer
     if optimizer is not None:
         args["optimizer"] = type(optimizer).from_config(optimizer.get_config())
     new_model.compile(**args)
+
+
+def _fresh(value):
+    """A new loss or metric object like `value` (evaluating the copy must not change the
+    original's metric state); containers mapped, names and functions kept."""
+    if isinstance(value, (list, tuple)):
+        return type(value)(_fresh(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _fresh(v) for k, v in value.items()}
+    if isinstance(value, (keras.metrics.Metric, keras.losses.Loss)):
+        return type(value).from_config(value.get_config())
+    return value
 
 
 def distribution_scope(model):
@@ -279,6 +291,26 @@ def copy_layer_object(layer, *, move_variables=False):
                 store: {id(memo[i]) if i in memo else i for i in ids}
                 for store, ids in tracker.stored_ids.items()}
     return memo[id(layer)]
+
+
+def snapshot_live_state(model):
+    """A function that puts back every attribute of `model`'s layers and every variable's
+    regularizer and constraint as they are now (for all-or-nothing in-place passes)."""
+    layers = list(model._flatten_layers(include_self=True, recursive=True))
+    saved = [(layer, dict(vars(layer))) for layer in layers]
+    variables = [(v, v.regularizer, v.constraint) for v in model.variables]
+
+    def restore():
+        for layer, attributes in saved:
+            for name in [n for n in vars(layer) if n not in attributes]:
+                object.__delattr__(layer, name)
+            for name, value in attributes.items():
+                if vars(layer).get(name, object()) is not value:
+                    object.__setattr__(layer, name, value)
+        for variable, regularizer, constraint in variables:
+            variable.regularizer, variable.constraint = regularizer, constraint
+
+    return restore
 
 
 def mark_moved(model, new_name) -> None:

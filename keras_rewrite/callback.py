@@ -14,6 +14,7 @@ import weakref
 
 import keras
 
+from . import _keras
 from .errors import PassError
 from .passes import resolve_passes
 from .passes.base import pass_name
@@ -77,7 +78,19 @@ class RewriteCallback(keras.callbacks.Callback):
         model = self.model
         if self._applied_to is not None and self._applied_to() is model:
             return  # a later fit(): applied already, and applying again would change nothing
-        self.results = [p.apply_in_place(model) for p in self.passes]
+        restore = _keras.snapshot_live_state(model)
+        results = []
+        try:
+            for p in self.passes:
+                results.append(p.apply_in_place(model))
+        except Exception as exc:
+            restore()  # all or nothing: no half-modified model goes into fit()
+            done = [pass_name(q) for q in self.passes[:len(results)]]
+            raise PassError(
+                f"RewriteCallback: pass '{pass_name(self.passes[len(results)])}' failed "
+                f"({type(exc).__name__}: {exc}); the model is left as it was"
+                + (f" (the changes of {', '.join(done)} were undone)" if done else "")) from exc
+        self.results = results
         self._applied_to = weakref.ref(model)
         if any(r.modified for r in self.results):
             # fit() made its train function before calling us; one traced by an earlier fit

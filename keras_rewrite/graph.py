@@ -181,11 +181,17 @@ def map_structure(structure, fn):
 
 
 def _replace_tensors(structure, tensors):
-    """Replace each KerasTensor in a nested args structure by a Slot; collect them in order."""
+    """Replace each KerasTensor in a nested args structure by a Slot; collect them in order.
+
+    Other leaves are copied when mutable (a NumPy constant passed to a call): a pass editing
+    it in the graph must not change the original model, which still holds the original.
+    """
     def to_slot(x):
         if isinstance(x, _keras.KerasTensor):
             tensors.append(x)
             return Slot(len(tensors) - 1)
+        if hasattr(x, "__array__") and hasattr(x, "copy") and not hasattr(x, "_keras_history"):
+            return x.copy()
         return x
 
     return map_structure(structure, to_slot)
@@ -407,6 +413,14 @@ def _validate_one(graph: nx.MultiDiGraph) -> None:
     for key in ("name", "model_class", "inputs", "outputs", "input_structure", "output_structure"):
         if key not in graph.graph:
             _fail(graph, f"missing graph attribute '{key}'")
+    if not isinstance(graph.graph["name"], str) or not graph.graph["name"]:
+        _fail(graph, f"the model name must be a non-empty str; received "
+                     f"{graph.graph['name']!r} of type {type(graph.graph['name']).__name__}")
+    for key, listed in (("input_structure", "inputs"), ("output_structure", "outputs")):
+        leaves = _keras.keras.tree.flatten(graph.graph[key])
+        if sorted(leaves, key=repr) != list(range(len(graph.graph[listed]))):
+            _fail(graph, f"graph['{key}'] holds positions {leaves}; expected each of "
+                         f"0..{len(graph.graph[listed]) - 1} once, one per graph['{listed}']")
     if not nx.is_directed_acyclic_graph(graph):
         cycle = nx.find_cycle(graph)
         _fail(graph, f"has a cycle through {[edge[0] for edge in cycle]}; expected a DAG")

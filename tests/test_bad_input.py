@@ -113,3 +113,86 @@ def test_unregistered_custom_layer_still_rewrites():
     x = np.ones((1, 3), "float32")
     np.testing.assert_array_equal(np.asarray(copy(x)), 2 * x)
     assert type(copy.get_layer("twice")) is NotRegistered
+
+
+# ----------------------------------------------------------- library misuse (issue 11 findings)
+
+
+def test_a_pass_editing_a_numpy_constant_of_a_call_leaves_the_original_alone():
+    inputs = keras.Input((3,), name="x")
+    offset = np.ones(3, "float32")
+    model = keras.Model(inputs, keras.ops.add(inputs, offset))
+    x = np.zeros((2, 3), "float32")
+    before = model.predict(x, verbose=0)
+
+    def scale_constants(graph):
+        for _, data in graph.nodes(data=True):
+            for leaf in keras.tree.flatten(data["call_args"] or ()):
+                if isinstance(leaf, np.ndarray):
+                    leaf *= 10
+        return PassResult("scale_constants", modified=True, outputs_unchanged=False)
+
+    new = keras_rewrite.rewrite(model, [scale_constants])
+    assert np.array_equal(model.predict(x, verbose=0), before)
+    assert np.array_equal(new.predict(x, verbose=0), before * 10)
+
+
+def test_a_compiled_copy_does_not_share_metric_objects():
+    model = small_model()
+    auc = keras.metrics.MeanAbsoluteError(name="mae")
+    model.compile(optimizer="sgd", loss=keras.losses.MeanSquaredError(), metrics=[auc])
+    new = keras_rewrite.rewrite(model)
+    x, y = np.ones((4, 4), "float32"), np.full((4, 2), 3.0, "float32")
+    new.evaluate(x, y, verbose=0)
+    assert float(auc.result()) == 0.0  # the original's metric saw nothing
+    assert new._compile_config.config["metrics"][0] is not auc
+
+
+@pytest.mark.parametrize("damage,match", [
+    (lambda g: g.graph.__setitem__("output_structure", [0, 1]), r"output_structure.*positions"),
+    (lambda g: g.graph.__setitem__("name", 7), r"model name must be a non-empty str"),
+])
+def test_a_pass_that_breaks_the_model_structure_or_name_is_a_pass_error_naming_it(damage, match):
+    def breaker(graph):
+        damage(graph)
+        return PassResult("breaker", modified=True)
+
+    rewrite_fails(small_model(), [breaker], keras_rewrite.PassError,
+                  rf"pass 'breaker' left the graph invalid: .*{match}")
+
+
+def test_rewrite_callback_failing_midway_leaves_the_model_as_it_was():
+    model = small_model()
+    model.compile(optimizer="sgd", loss="mse")
+
+    class Fails:
+        structural = False
+        name = "fails"
+
+        def apply_in_place(self, model):
+            raise RuntimeError("boom")
+
+        def __call__(self, graph):
+            raise RuntimeError("boom")
+
+    before = [layer.get_config() for layer in model.layers]
+    callback = keras_rewrite.RewriteCallback([L2Regularization(0.1), Fails()])
+    with pytest.raises(keras_rewrite.PassError, match=r"pass 'fails' failed.*left as it was "
+                                                      r"\(the changes of L2Regularization"):
+        model.fit(np.ones((2, 4)), np.ones((2, 2)), callbacks=[callback], verbose=0)
+    assert [layer.get_config() for layer in model.layers] == before
+    assert all(v.regularizer is None for v in model.trainable_weights)
+    assert model.losses == []
+
+
+def test_the_recursion_limit_is_restored_after_a_deep_rewrite():
+    import sys
+
+    from helpers import conv_chain
+
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(20000)  # building the deep original needs it; the rewrite does not
+    model = conv_chain(300)
+    sys.setrecursionlimit(limit)
+    keras_rewrite.rewrite(model, ["l2"])
+    assert sys.getrecursionlimit() == limit
