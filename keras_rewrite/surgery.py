@@ -304,6 +304,7 @@ class _Pruning:
             self.calls = {}  # id(spec) -> [input _Del or None, one per call]
             self.outputs = []  # (graph, output node, _Del)
             self.changed_nodes = []  # (graph, node)
+            self.nested_inputs = []  # (nested graph, input node, _Del)
             self._forward(self.graph, {})
             if not self.requests:
                 return
@@ -413,6 +414,8 @@ class _Pruning:
             return rank - 1
         if "data_format" in spec.config and cls != "Flatten":
             return _channel_axis(spec, rank)
+        if cls.startswith(("Cropping", "UpSampling", "ZeroPadding", "SpatialDropout")):
+            return rank - 1  # the 1D ones have no data_format: channels last
         return None
 
     def _source_outputs(self, g, node, spec, source):
@@ -480,6 +483,7 @@ class _Pruning:
             d = ins[slot.index][2]
             if d is not None:
                 inputs[sub_input] = d
+                self.nested_inputs.append((sub, sub_input, d))
         calls = [n for n, data in g.nodes(data=True) if data.get("spec") is spec]
         if inputs and len(calls) > 1:
             raise TiedChannelsError(
@@ -559,6 +563,12 @@ class _Pruning:
                 changes.append(Change(spec.name, "pruned", detail))
         for g, node in self.changed_nodes:
             g.nodes[node]["output_shapes"] = None
+        for g, node, d in self.nested_inputs:  # a nested model's Input takes the new width
+            spec = g.nodes[node]["spec"]
+            shape = list(spec.config["batch_shape"])
+            shape[d.axis] = d.width - len(d.indices)
+            spec.config["batch_shape"] = tuple(shape)
+            g.nodes[node]["output_shapes"] = [tuple(shape)]
         for g, node, d in self.outputs:
             ((u, _, e),) = g.in_edges(node, data=True)
             shape = list(g.nodes[node]["output_shapes"][0])
@@ -780,7 +790,11 @@ class InsertLayer(Pass):
         new = _spec_for_new_layer(graph, self.new_layer, fresh_name(graph, self.new_layer.name))
         plans = []
         for g, node in calls:
-            _single_io(spec, g, node, "insert after")
+            shapes = g.nodes[node]["output_shapes"]
+            if shapes is not None and len(shapes) != 1:
+                raise UnsupportedLayerError(
+                    f"cannot insert after layer '{spec.name}' ({spec.class_name}): expected a "
+                    f"layer with one output, received {len(shapes)} outputs")
             before = _tensor_shape(g, node)
             after = None
             if before is not None:
