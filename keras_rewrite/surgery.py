@@ -18,7 +18,6 @@ index: see the error classes below.
 from __future__ import annotations
 
 import dataclasses
-import math
 
 import keras
 import numpy as np

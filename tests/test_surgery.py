@@ -723,3 +723,29 @@ def test_apoz_channels_picks_the_most_often_zero_channels():
     assert surgery.apoz_channels(model, "t", batch, 1) == [1]
     with pytest.raises(ChannelIndexError, match="layer 't'"):
         surgery.apoz_channels(model, "t", batch, 3)
+
+
+def test_a_nested_model_called_twice_on_pruned_channels_is_refused():
+    inner_in = keras.Input((4,))
+    inner = keras.Model(inner_in, L.Dense(2, name="c")(inner_in), name="inner")
+    x = keras.Input((5,))
+    t = L.Dense(4, name="t")(x)
+    model = keras.Model(x, [inner(t), inner(L.Dense(4, name="o")(x))])
+    with pytest.raises(TiedChannelsError, match="nested model 'inner' is called 2 times"):
+        surgery.delete_channels(model, "t", [0])
+
+
+def test_delete_and_replace_inside_a_nested_model():
+    inner_in = keras.Input((4,))
+    h = L.Dropout(0.2, name="drop")(L.Dense(4, name="d")(inner_in))
+    inner = keras.Model(inner_in, L.Dense(2, name="c")(h), name="inner")
+    x = keras.Input((4,))
+    model = keras.Model(x, inner(x))
+    before = snapshot(model)
+    new = surgery.delete_layer(model, "drop")
+    assert "drop" not in [l.name for l in find(new, "inner").layers]
+    new = surgery.replace_layer(model, "drop", L.Activation("linear", name="lin"))
+    assert "lin" in [l.name for l in find(new, "inner").layers]
+    xs = inputs_for(model)
+    np.testing.assert_allclose(predict(new, xs)[0], predict(model, xs)[0], rtol=1e-6)
+    assert_untouched(model, before)
