@@ -115,7 +115,9 @@ def new_operation(cls, config, source):
     """A fresh layer or operation of class `cls` with `config`."""
     if cls is keras.layers.Lambda:
         return rebuild_lambda(config, source)
-    return cls.from_config(config)
+    # Some from_config methods edit the dict they get (KerasHub's MaskedLMHead pops
+    # "token_embedding"): the graph's config must stay as it is.
+    return cls.from_config(copy.deepcopy(config))
 
 
 @contextlib.contextmanager

@@ -292,3 +292,25 @@ def test_a_custom_pass_cannot_be_re_applied_so_the_model_saves_as_a_graph():
     result = kr.rewrite_with_report(model, [rename_nothing])
     assert result.model.recipe is None
     assert "a custom pass cannot be re-applied" in result.report.notes[-1]
+
+
+@keras.saving.register_keras_serializable("test_fidelity")
+class PopsItsConfig(layers.Dense):
+    """Like KerasHub's MaskedLMHead: from_config edits the dict it is given."""
+
+    def get_config(self):
+        return {**super().get_config(), "extra": 1}
+
+    @classmethod
+    def from_config(cls, config):
+        config.pop("extra")
+        return super().from_config(config)
+
+
+def test_a_from_config_that_edits_its_dict_does_not_edit_the_graph():
+    x = keras.Input((3,))
+    model = keras.Model(x, PopsItsConfig(2, name="pops")(x))
+    graph = kr.to_graph(model)
+    kr.to_model(graph)
+    assert graph.nodes["pops"]["spec"].untouched
+    assert graph.nodes["pops"]["spec"].config["extra"] == 1
