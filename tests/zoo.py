@@ -281,6 +281,12 @@ def _text_batch(keys=("token_ids", "padding_mask"), batch=2, length=8, vocab=50)
                 seg = np.zeros((batch, length), "int32")
                 seg[:, length // 2:] = 1
                 out[key] = seg
+            elif key == "mask_positions":
+                out[key] = np.array([[1, 2], [3, 5]], "int32")
+            elif key.endswith("token_ids"):  # encoder_/decoder_token_ids (seq2seq)
+                out[key] = rng.integers(1, vocab, size=(batch, length)).astype("int32")
+            elif key.endswith("padding_mask"):
+                out[key] = np.ones((batch, length), "int32")
         return out
     return make
 
@@ -338,7 +344,32 @@ def _hub_models():
             backbone=_resnet_backbone(), num_classes=3, preprocessor=None),
         "GPT2CausalLM": lambda: _hub().models.GPT2CausalLM(
             backbone=_hub().models.GPT2Backbone(**_TEXT), preprocessor=None),
+        # More families users reach for (decoders with RoPE, seq2seq, masked LM heads that
+        # tie the embedding, an EfficientNet image classifier).
+        "MistralBackbone": lambda: _hub().models.MistralBackbone(**_DECODER),
+        "QwenBackbone": lambda: _hub().models.QwenBackbone(**_DECODER),
+        "FalconBackbone": lambda: _hub().models.FalconBackbone(
+            vocabulary_size=50, num_layers=1, num_attention_heads=2, hidden_dim=8,
+            intermediate_dim=16),
+        "DebertaV3Backbone": lambda: _hub().models.DebertaV3Backbone(**_TEXT),
+        "BartBackbone": lambda: _hub().models.BartBackbone(**_TEXT),
+        "BertMaskedLM": lambda: _hub().models.BertMaskedLM(
+            backbone=_bert_backbone(), preprocessor=None),
+        "LlamaCausalLM": lambda: _hub().models.LlamaCausalLM(
+            backbone=_hub().models.LlamaBackbone(**_DECODER), preprocessor=None),
+        "EfficientNetImageClassifier": lambda: _hub().models.ImageClassifier(
+            backbone=_hub().models.EfficientNetBackbone(
+                width_coefficient=0.1, depth_coefficient=0.1, stackwise_kernel_sizes=[3],
+                stackwise_num_repeats=[1], stackwise_input_filters=[8],
+                stackwise_output_filters=[8], stackwise_expansion_ratios=[1],
+                stackwise_squeeze_and_excite_ratios=[0.25], stackwise_strides=[1],
+                stackwise_block_types=["v1"], image_shape=(32, 32, 3)),
+            num_classes=3),
     }
+
+
+_DECODER = dict(vocabulary_size=50, num_layers=1, num_query_heads=2, num_key_value_heads=1,
+                hidden_dim=8, intermediate_dim=16)
 
 
 def _sparse_labels(num_classes):
@@ -714,18 +745,25 @@ def _zoo():
     for name, (fn, shape) in APPLICATIONS.items():
         add(name, "keras.applications", _application(fn, shape))
 
+    seq2seq = ("encoder_token_ids", "encoder_padding_mask", "decoder_token_ids",
+               "decoder_padding_mask")
     text_inputs = {"BertBackbone": ("token_ids", "segment_ids", "padding_mask"),
                    "AlbertBackbone": ("token_ids", "segment_ids", "padding_mask"),
-                   "BertTextClassifier": ("token_ids", "segment_ids", "padding_mask")}
+                   "BertTextClassifier": ("token_ids", "segment_ids", "padding_mask"),
+                   "BertMaskedLM": ("token_ids", "segment_ids", "padding_mask",
+                                    "mask_positions"),
+                   "BartBackbone": seq2seq}
     for name, build in _hub_models().items():
         kw = {}
         if name in text_inputs or name in ("GPT2Backbone", "RobertaBackbone",
                                            "DistilBertBackbone", "GemmaBackbone",
-                                           "LlamaBackbone", "GPT2CausalLM"):
+                                           "LlamaBackbone", "GPT2CausalLM", "MistralBackbone",
+                                           "QwenBackbone", "FalconBackbone",
+                                           "DebertaV3Backbone", "LlamaCausalLM"):
             kw["batch"] = _text_batch(text_inputs.get(name, ("token_ids", "padding_mask")))
         if name.endswith("Classifier"):
             kw["targets"] = _sparse_labels(3)
-        if name == "GPT2CausalLM":
+        if name in ("GPT2CausalLM", "LlamaCausalLM", "BertMaskedLM"):
             kw["targets"] = _token_labels
         add(name, "KerasHub", build, **kw)
 
