@@ -5,11 +5,12 @@ that edits the graph of `keras_rewrite.to_graph`, and a function of the same nam
 it through `keras_rewrite.rewrite` and returns a NEW model (layer names and classes kept,
 every weight that still fits carried over). The original model is never touched.
 
-    >>> from keras_rewrite import surgery                                 # doctest: +SKIP
-    >>> pruned = surgery.delete_channels(model, "conv1", [0, 3])          # doctest: +SKIP
-    >>> pruned = surgery.delete_channels(model, "conv1",
-    ...                                  surgery.l1_norm_channels(model, "conv1", 0.3))
-    >>> keras_rewrite.rewrite(model, [surgery.DeleteChannels("conv1", [0])])
+    from keras_rewrite import surgery
+
+    pruned = surgery.delete_channels(model, "conv1", [0, 3])
+    pruned = surgery.delete_channels(model, "conv1",
+                                     surgery.l1_norm_channels(model, "conv1", 0.3))
+    pruned = keras_rewrite.rewrite(model, [surgery.DeleteChannels("conv1", [0])])
 
 `layer` is a Layer object or a layer name, found anywhere in the model (nested models too).
 Every refusal is a `SurgeryError` (a `RewriteError`) naming the layer and, for channels, the
