@@ -15,6 +15,7 @@ from .graph import LayerSpec, Slot, to_graph, validate
 from .lint import Finding, lint
 from .rebuild import to_model
 from .report import Change, PassResult, Report
+from . import surgery  # noqa: F401  (keras_rewrite.surgery: delete_channels, ...)
 
 __version__ = "0.1.0"
 
