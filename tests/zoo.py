@@ -686,6 +686,62 @@ def shared_layers_and_ops():
     return keras.Model([left, right], head(x[:, :10]))
 
 
+def transfer_learning():
+    """keras.io "image classification via fine-tuning": augmentation, a frozen application."""
+    augmentation = keras.Sequential([layers.RandomFlip("horizontal"),
+                                     layers.RandomRotation(0.1)], name="img_augmentation")
+    inputs = keras.Input((32, 32, 3))
+    base = keras.applications.MobileNetV2(include_top=False, weights=None,
+                                          input_shape=(32, 32, 3))
+    base.trainable = False
+    x = base(augmentation(inputs), training=False)
+    x = layers.Dropout(0.2)(layers.GlobalAveragePooling2D()(x))
+    return keras.Model(inputs, layers.Dense(3)(x))
+
+
+@keras.saving.register_keras_serializable("zoo")
+class CTCLayer(layers.Layer):
+    """keras.io OCR: a layer that adds the training loss and passes predictions through."""
+
+    def call(self, y_true, y_pred):
+        self.add_loss(ops.mean(ops.square(y_pred)) + 0.0 * ops.mean(y_true))
+        return y_pred
+
+
+def ocr_ctc():
+    image = keras.Input((16, 8, 1), name="image")
+    label = keras.Input((4,), name="label")
+    x = layers.Conv2D(4, 3, padding="same", activation="relu")(image)
+    x = layers.Reshape((16, 32))(x)
+    x = layers.Bidirectional(layers.LSTM(4, return_sequences=True, dropout=0.25))(x)
+    return keras.Model([image, label],
+                       CTCLayer(name="ctc_loss")(label, layers.Dense(5, activation="softmax")(x)))
+
+
+def conv_autoencoder():
+    inputs = keras.Input((16, 16, 1))
+    x = layers.Rescaling(1 / 255.0)(inputs)
+    x = layers.Conv2D(4, 3, activation="relu", padding="same", strides=2)(x)
+    x = layers.Conv2DTranspose(4, 3, strides=2, activation="relu", padding="same")(x)
+    return keras.Model(inputs, layers.Conv2D(1, 3, activation="sigmoid", padding="same")(x))
+
+
+def timeseries_conv1d():
+    inputs = keras.Input((20, 1))
+    x = inputs
+    for _ in range(2):
+        x = layers.ReLU()(layers.BatchNormalization()(layers.Conv1D(8, 3, padding="same")(x)))
+    x = layers.GlobalAveragePooling1D()(x)
+    return keras.Model(inputs, layers.Dense(2, activation="softmax")(x))
+
+
+def gan_discriminator():
+    inputs = keras.Input((28, 28, 1))
+    x = layers.LeakyReLU(negative_slope=0.2)(layers.Conv2D(8, 3, strides=2, padding="same")(inputs))
+    x = layers.LeakyReLU(negative_slope=0.2)(layers.Conv2D(16, 3, strides=2, padding="same")(x))
+    return keras.Model(inputs, layers.Dense(1)(layers.GlobalMaxPooling2D()(x)))
+
+
 # --- seed models ----------------------------------------------------------------------------
 
 def _seed_models():
@@ -781,6 +837,11 @@ def _zoo():
     add("vit_patch_encoder", "keras.io style", vit_classifier)
     add("time_distributed_bidirectional", "keras.io style", time_distributed_bidirectional)
     add("mha_functional", "keras.io style", mha_functional)
+    add("transfer_learning_augmented", "keras.io style", transfer_learning)
+    add("ocr_ctc_add_loss", "keras.io style", ocr_ctc)
+    add("conv_autoencoder", "keras.io style", conv_autoencoder)
+    add("timeseries_conv1d", "keras.io style", timeseries_conv1d)
+    add("gan_discriminator", "keras.io style", gan_discriminator)
 
     add("normalization_adapted", "preprocessing", normalization_model)
     add("string_lookup_adapted", "preprocessing", string_lookup_model,
