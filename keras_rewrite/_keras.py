@@ -116,8 +116,10 @@ def new_operation(cls, config, source):
     if cls is keras.layers.Lambda:
         return rebuild_lambda(config, source)
     # Some from_config methods edit the dict they get (KerasHub's MaskedLMHead pops
-    # "token_embedding"): the graph's config must stay as it is.
-    return cls.from_config(copy.deepcopy(config))
+    # "token_embedding"): the graph's config must stay as it is. Keras's own copy first.
+    if not cls.__module__.startswith("keras.src."):
+        config = copy.deepcopy(config)
+    return cls.from_config(config)
 
 
 @contextlib.contextmanager
@@ -356,6 +358,11 @@ def _new_variable_like(variable):
     return new
 
 
+def is_keras_layer(layer) -> bool:
+    """A layer class of Keras itself (not a subclass defined elsewhere)."""
+    return type(layer).__module__.startswith("keras.src.")
+
+
 def layer_structure(layer, shapes=True):
     """What must match for two layers to be the same build: sub-layer classes and variables.
 
@@ -368,6 +375,10 @@ def layer_structure(layer, shapes=True):
 
     return [(type(sub).__name__, variables(sub))
             for sub in layer._flatten_layers(include_self=True, recursive=True)]
+
+
+_BASE_SAVE = Layer.save_own_variables
+_BASE_LOAD = Layer.load_own_variables
 
 
 class _StateStore(dict):
@@ -397,10 +408,17 @@ def carry_state(source, target, assets_dir):
     pairs = zip(source._flatten_layers(include_self=True, recursive=True),
                 target._flatten_layers(include_self=True, recursive=True))
     for i, (old, new) in enumerate(pairs):
-        store = _StateStore()
-        old.save_own_variables(store)
-        if store or new._trainable_variables or new._non_trainable_variables:
-            new.load_own_variables(store)
+        if (type(old).save_own_variables is _BASE_SAVE
+                and type(new).load_own_variables is _BASE_LOAD):
+            # What the base protocol does, without the store: own variables, in order.
+            for target, value in zip(new._trainable_variables + new._non_trainable_variables,
+                                     old._trainable_variables + old._non_trainable_variables):
+                copy_variable(target, value)
+        else:
+            store = _StateStore()
+            old.save_own_variables(store)
+            if store or new._trainable_variables or new._non_trainable_variables:
+                new.load_own_variables(store)
         if callable(getattr(old, "save_assets", None)):
             folder = os.path.join(assets_dir(), str(i))
             os.makedirs(folder, exist_ok=True)

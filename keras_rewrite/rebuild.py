@@ -61,6 +61,7 @@ class _Rebuilder:
         self.shapes = {}  # id(graph) -> {node id: [output shapes]}
         self.layer_map = {}  # id(original layer) -> new layer, for model attributes
         self.copied = {}  # id(spec) -> why the layer was copied from its object
+        self._copyable = {}  # id(spec) -> _copyable(spec), computed once (it compares configs)
         self._scratch = None
 
     def assets_dir(self) -> str:
@@ -78,16 +79,16 @@ class _Rebuilder:
         if layer is None:
             if spec.subgraph is not None:
                 layer = self.build(spec.subgraph)
-            elif self.move and _copyable(spec) and not isinstance(spec.source,
+            elif self.move and self.copyable(spec) and not isinstance(spec.source,
                                                                     _keras.InputLayer):
                 layer = self.copy(spec, "variables moved (copy=False)")
-            elif spec.config_error and _copyable(spec):
+            elif spec.config_error and self.copyable(spec):
                 layer = self.copy(spec, spec.config_error)
             else:
                 try:
                     layer = _keras.new_operation(spec.cls, spec.config, spec.source)
                 except Exception as exc:
-                    if not _copyable(spec):
+                    if not self.copyable(spec):
                         raise RebuildError(
                             f"layer '{spec.name}': could not re-create {spec.class_name} from "
                             f"its config: {type(exc).__name__}: {exc}") from exc
@@ -97,6 +98,12 @@ class _Rebuilder:
             if spec.source is not None:
                 self.layer_map[id(spec.source)] = layer
         return layer
+
+    def copyable(self, spec) -> bool:
+        known = self._copyable.get(id(spec))
+        if known is None:
+            known = self._copyable[id(spec)] = _copyable(spec)
+        return known
 
     def copy(self, spec, why):
         """Carry an untouched layer over by copying the object (see _keras.copy_layer_object)."""
@@ -124,13 +131,16 @@ class _Rebuilder:
             with init:
                 outputs = layer(*args, **kwargs)
         except Exception as exc:
-            if not (first_build and _copyable(spec) and id(spec) not in self.copied):
+            if not (first_build and self.copyable(spec) and id(spec) not in self.copied):
                 raise _call_error(spec, args, kwargs, exc) from exc
             layer = self.copy(spec, f"the layer re-created from its config fails when called "
                                     f"({type(exc).__name__}: {_first_line(exc)})")
             zeroed = False
             outputs = self.call_copy(spec, layer, args, kwargs)
-        if first_build and _copyable(spec) and id(spec) not in self.copied:
+        if (first_build and self.copyable(spec) and id(spec) not in self.copied
+                and not _keras.is_keras_layer(layer)):
+            # Keras's own layers round-trip through their configs (the zoo shows it on every
+            # keras.applications model); other classes are checked, at a get_config each.
             why = _unfaithful(spec, layer, inputs_as_before)
             if why:  # from_config built something else: never find out from predictions
                 layer = self.copy(spec, why)
@@ -306,8 +316,10 @@ def _sublayer_regularizers(graph) -> dict:
 
 
 def _copyable(spec) -> bool:
-    """An untouched original layer can be carried by copying its object if need be."""
-    return spec.untouched and isinstance(spec.source, keras.layers.Layer)
+    """An untouched original layer can be carried by copying its object if need be (not when
+    a pass computed new weights for it: they may have other shapes than the original's)."""
+    return (spec.untouched and spec.weights is None
+            and isinstance(spec.source, keras.layers.Layer))
 
 
 def _unfaithful(spec, layer, same_inputs) -> str | None:
