@@ -2,10 +2,13 @@
 
 0. Start-up: `keras-rewrite --help`, `--version` and a usage error (target < 0.3 s each:
    TensorFlow is imported only when a model is touched), the console script run directly.
-1. `keras-rewrite convert` with all three passes on ResNet50 saved as .keras, against a Python
-   script that only does load_model + save; then where the CLI's time goes (in-process).
-2. Batch: N small saved models converted by one CLI call (a folder) against one call per file.
-Run:  python benchmarks/bench_cli.py [--repeat 3] [--files 50]
+1. `keras-rewrite convert` (with its reload check) on ResNet50 and on a KerasHub BertBackbone
+   (built from constructor arguments and saved first; nothing is downloaded), each saved as
+   .keras, against a Python script that only does load_model + save; then where the CLI's
+   time goes (in-process).
+2. Batch: N small saved models converted by one CLI call (a folder) with --jobs 1 and
+   --jobs J, against one call per file.
+Run:  python benchmarks/bench_cli.py [--repeat 3] [--files 50] [--jobs 2]
 """
 from __future__ import annotations
 
@@ -23,8 +26,8 @@ import keras
 
 from keras_rewrite import verify
 from keras_rewrite.conversion import BATCH_SIZE
-
-CLI = [sys.executable, "-m", "keras_rewrite"]
+SCRIPT = Path(sys.executable).parent / "keras-rewrite"  # the console script itself
+CLI = [str(SCRIPT)]
 PASSES = ["--l2", "1e-4", "--spatial-dropout", "--reorder"]
 LOAD_SAVE = "import sys, keras; keras.saving.load_model(sys.argv[1]).save(sys.argv[2])"
 
@@ -52,8 +55,6 @@ def timed(label, fn, rows):
     return result
 
 
-SCRIPT = Path(sys.executable).parent / "keras-rewrite"  # the console script itself
-
 
 def bench_startup(repeat):
     rows = []
@@ -73,20 +74,42 @@ def bench_startup(repeat):
     table("Start-up (median wall time; target < 0.3 s)", ["command", "s"], rows)
 
 
-def bench_end_to_end(tmp, repeat):
-    src = tmp / "resnet50.keras"
-    keras.applications.ResNet50(weights=None).save(src)
-    t_cli = wall([*CLI, "convert", str(src), "-o", str(tmp / "out.keras"), "--force", *PASSES],
-                 repeat)
-    t_ref = wall([sys.executable, "-c", LOAD_SAVE, str(src), str(tmp / "ref.keras")], repeat)
-    t_start = wall([sys.executable, "-c", "import keras_rewrite, keras"], repeat)
-    table("ResNet50 .keras, end to end (median wall time, process start-up included)",
-          ["command", "s", "ratio"],
-          [["python: load_model + save", f"{t_ref:.2f}", "1.00"],
-           ["keras-rewrite convert (3 passes)", f"{t_cli:.2f}", f"{t_cli / t_ref:.2f}"],
-           ["(process start-up + imports alone)", f"{t_start:.2f}", ""]])
+def bert_backbone():
+    """A small BERT encoder from constructor arguments (no preset, no download)."""
+    import keras_hub
 
-    rows = []  # where the CLI's time goes, step by step in one process (imports excluded)
+    return keras_hub.models.BertBackbone(vocabulary_size=30522, num_layers=4, num_heads=4,
+                                         hidden_dim=256, intermediate_dim=1024,
+                                         max_sequence_length=128)
+
+
+MODELS = {  # name -> (builder, passes)
+    "ResNet50": (lambda: keras.applications.ResNet50(weights=None), PASSES),
+    "KerasHub BertBackbone (4 layers, hidden 256)": (bert_backbone, ["--l2", "1e-4"]),
+}
+
+
+def bench_end_to_end(tmp, repeat):
+    rows = []
+    for name, (build, passes) in MODELS.items():
+        src = tmp / "model.keras"
+        build().save(src)
+        t_cli = wall([*CLI, "convert", str(src), "-o", str(tmp / "out.keras"), "--force",
+                      *passes], repeat)
+        t_ref = wall([sys.executable, "-c", LOAD_SAVE, str(src), str(tmp / "ref.keras")], repeat)
+        rows.append([name, " ".join(passes), f"{t_ref:.2f}", f"{t_cli:.2f}",
+                     f"{t_cli / t_ref:.2f}"])
+        if name == "ResNet50":
+            steps(tmp, src)
+    t_start = wall([sys.executable, "-c", "import keras_rewrite, keras"], repeat)
+    table("convert (reload check on) vs a load_model + save script (median wall time, process "
+          f"start-up included; start-up + imports alone {t_start:.2f} s)",
+          ["model", "passes", "load+save s", "convert s", "ratio"], rows)
+
+
+def steps(tmp, src):
+    """Where convert's time goes, step by step in one process (imports excluded)."""
+    rows = []
     model = timed("load_model", lambda: keras.saving.load_model(src), rows)
     new = timed("rewrite (3 passes)", lambda: keras_rewrite.rewrite(
         model, ["l2", "spatial_dropout", "reorder"]), rows)
@@ -95,9 +118,12 @@ def bench_end_to_end(tmp, repeat):
     timed(f"predict original + rewritten (batch of {BATCH_SIZE})", lambda: (
         verify.predict(model, x), verify.predict(new, x)), rows)
     timed("save", lambda: new.save(tmp / "step.keras"), rows)
-    timed("reload + compare (the output check)", lambda: verify.compare_models(
-        new, keras.saving.load_model(tmp / "step.keras"), x, expected), rows)
-    table("Where convert's time goes (one process, after imports)", ["step", "s"], rows)
+    reloaded = timed("reload (the output check)",
+                     lambda: keras.saving.load_model(tmp / "step.keras"), rows)
+    timed("compare layers, configs, weight hashes, predictions",
+          lambda: verify.compare_models(new, reloaded, x, expected), rows)
+    table("Where convert's time goes on ResNet50 (one process, after imports)", ["step", "s"],
+          rows)
 
 
 def small_model(i):
@@ -108,16 +134,18 @@ def small_model(i):
     return keras.Model(inputs, keras.layers.Dense(10)(x))
 
 
-def bench_batch(tmp, n_files, repeat):
+def bench_batch(tmp, n_files, repeat, jobs):
     folder = tmp / "batch"
     folder.mkdir()
     for i in range(n_files):
         small_model(i).save(folder / f"m{i:03d}.keras")
-    out = tmp / "batch_out"
-    start = time.perf_counter()
-    subprocess.run([*CLI, "convert", str(folder), "-o", str(out), "--force", *PASSES],
-                   check=True, capture_output=True)
-    t_batch = time.perf_counter() - start
+    batch_times = {}
+    for n in sorted({1, jobs}):
+        out = tmp / f"batch_out_{n}"
+        start = time.perf_counter()
+        subprocess.run([*CLI, "convert", str(folder), "-o", str(out), "--force", "--jobs",
+                        str(n), *PASSES], check=True, capture_output=True)
+        batch_times[n] = time.perf_counter() - start
     sample = sorted(folder.iterdir())[:max(3, n_files // 10)]
     times = []
     for path in sample:
@@ -126,17 +154,19 @@ def bench_batch(tmp, n_files, repeat):
                         *PASSES], check=True, capture_output=True)
         times.append(time.perf_counter() - start)
     t_single = statistics.median(times)
-    table(f"Batch: {n_files} small models (one call per file measured on {len(sample)} files)",
-          ["how", "files/s", "s per file"],
-          [["one call per file", f"{1 / t_single:.2f}", f"{t_single:.2f}"],
-           ["one call, a folder", f"{n_files / t_batch:.2f}", f"{t_batch / n_files:.2f}"],
-           ["speed-up", f"{t_single * n_files / t_batch:.1f}x", ""]])
+    rows = [["one call per file", f"{1 / t_single:.2f}", f"{t_single:.2f}", "1.0x"]]
+    for n, t in batch_times.items():
+        rows.append([f"one call, a folder, --jobs {n}", f"{n_files / t:.2f}",
+                     f"{t / n_files:.2f}", f"{t_single * n_files / t:.1f}x"])
+    table(f"Batch: {n_files} small models (one call per file measured on {len(sample)} files; "
+          f"{os.cpu_count()} CPUs)", ["how", "files/s", "s per file", "speed-up"], rows)
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--files", type=int, default=50)
+    parser.add_argument("--jobs", type=int, default=2, help="worker processes of the batch")
     parser.add_argument("--sections", default="startup,end-to-end,batch")
     args = parser.parse_args(argv)
     print(f"keras {keras.__version__}, backend {keras.backend.backend()}, median of {args.repeat}")
@@ -146,7 +176,7 @@ def main(argv=None):
         if "end-to-end" in args.sections:
             bench_end_to_end(Path(tmp), args.repeat)
         if "batch" in args.sections:
-            bench_batch(Path(tmp), args.files, args.repeat)
+            bench_batch(Path(tmp), args.files, args.repeat, args.jobs)
 
 
 if __name__ == "__main__":

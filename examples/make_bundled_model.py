@@ -1,15 +1,21 @@
-"""Regenerate keras_rewrite/data/seed_unet.keras, the model `keras-rewrite demo` converts.
+"""Regenerate the models `keras-rewrite demo` converts, in keras_rewrite/data/.
 
-    python examples/make_bundled_model.py [--out PATH] [--check]
+    python examples/make_bundled_model.py [--out FOLDER] [--check]
 
-It is the seed U-Net (seed_models.build_unet) at 64x64x3, with random weights from a fixed
-seed, compiled as its asker compiled it. Its input scaling calls the registered function
-`keras_rewrite.demo_layers.divide_by_255` instead of the seed's ``lambda x: x / 255``, so the
-file loads with ``safe_mode=True``. The archive is normalized so that running this script
+- ``seed_unet.keras``: the seed U-Net (seed_models.build_unet) at 64x64x3, compiled as its
+  asker compiled it. Its input scaling calls the registered function
+  `keras_rewrite.demo_layers.divide_by_255` instead of the seed's ``lambda x: x / 255``, so
+  the file loads with ``safe_mode=True``. Only the L2 pass has something to do in it.
+- ``seed_cnn.keras``: the second seed's CNN in the order its asker proposed and the answer
+  advises against (cnn_spatial_dropout.build_proposed_cnn: Conv -> Dropout -> BatchNorm ->
+  Activation -> MaxPooling), 32x32x3, 10 classes: L2 regularizes its kernels, SpatialDropout
+  replaces its Dropout on feature maps, ReorderBlocks moves each dropout after the pooling.
+
+Both have random weights from a fixed seed. Each archive is normalized so that running this script
 again writes the same bytes: fixed zip timestamps and a fixed ``date_saved`` in
 metadata.json (Keras stamps the current time into both), and the ``shared_object_id``s in
 config.json (Python object ids) renumbered in order of appearance. ``--check`` regenerates into a
-temporary file and exits 1 if it differs from the bundled one.
+temporary folder and exits 1 if a file differs from the bundled one.
 """
 from __future__ import annotations
 
@@ -24,24 +30,31 @@ import zipfile
 import keras_rewrite  # noqa: F401  (quiets TensorFlow before it loads)
 import keras
 
+from cnn_spatial_dropout import build_proposed_cnn
 from keras_rewrite.demo_layers import divide_by_255
 from seed_models import build_unet
 
 SEED = 0
-INPUT_SHAPE = (64, 64, 3)
 REPO = pathlib.Path(__file__).resolve().parent.parent
-BUNDLED = REPO / "keras_rewrite" / "data" / "seed_unet.keras"
+DATA = REPO / "keras_rewrite" / "data"
 FIXED_DATE_TIME = (1980, 1, 1, 0, 0, 0)  # the earliest a zip entry can hold
 FIXED_DATE_SAVED = "1980-01-01@00:00:00"
 
 
-def build_model() -> keras.Model:
-    """The seed U-Net with reproducible random weights and layer names."""
+# file name -> how to build it
+BUNDLED = {
+    "seed_unet.keras": lambda: build_unet((64, 64, 3), scale=divide_by_255),
+    "seed_cnn.keras": lambda: build_proposed_cnn((32, 32, 3), num_classes=10),
+}
+
+
+def build_model(name: str) -> keras.Model:
+    """The bundled model `name` with reproducible random weights and layer names."""
     # Keras numbers automatic layer names per process (conv2d, conv2d_1, ...): start afresh,
     # so that a process which built other models first writes the same file.
     keras.backend.clear_session()
     keras.utils.set_random_seed(SEED)
-    return build_unet(INPUT_SHAPE, scale=divide_by_255)
+    return BUNDLED[name]()
 
 
 def normalize_archive(path: pathlib.Path) -> None:
@@ -80,8 +93,8 @@ def _renumber_shared_objects(node, ids: dict):
     return node
 
 
-def write(out: pathlib.Path) -> None:
-    model = build_model()
+def write(name: str, out: pathlib.Path) -> None:
+    model = build_model(name)
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(suffix=".keras", dir=out.parent)
     os.close(fd)
@@ -98,19 +111,25 @@ def write(out: pathlib.Path) -> None:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=pathlib.Path, default=BUNDLED)
+    parser.add_argument("--out", type=pathlib.Path, default=DATA,
+                        help=f"the folder to write into (default {DATA})")
     parser.add_argument("--check", action="store_true",
-                        help="exit 1 if regenerating would change the bundled file")
+                        help="exit 1 if regenerating would change a bundled file")
     args = parser.parse_args(argv)
     if args.check:
+        differing = 0
         with tempfile.TemporaryDirectory() as folder:
-            fresh = pathlib.Path(folder) / "seed_unet.keras"
-            write(fresh)
-            same = fresh.read_bytes() == args.out.read_bytes()
-        print(f"{args.out}: {'up to date' if same else 'DIFFERS from a fresh build'}")
-        return 0 if same else 1
-    write(args.out)
-    print(f"wrote {args.out} ({args.out.stat().st_size:,} bytes)")
+            for name in BUNDLED:
+                fresh, bundled = pathlib.Path(folder) / name, args.out / name
+                write(name, fresh)
+                same = bundled.exists() and fresh.read_bytes() == bundled.read_bytes()
+                differing += not same
+                print(f"{bundled}: {'up to date' if same else 'DIFFERS from a fresh build'}")
+        return 0 if differing == 0 else 1
+    for name in BUNDLED:
+        out = args.out / name
+        write(name, out)
+        print(f"wrote {out} ({out.stat().st_size:,} bytes)")
     return 0
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import textwrap
 
-from .commands import DEMO_OUTPUT
+from .commands import DEMO_OUTPUTS
 from .pass_options import ALL_PASSES, add_pass_options
 from .status import (EXIT_CODES_HELP, EXIT_FINDINGS, EXIT_INPUT, EXIT_OK, EXIT_OUTPUT,
                      EXIT_REWRITE, EXIT_USAGE, UsageError)
@@ -33,6 +33,26 @@ def _para(text: str) -> str:
     """A paragraph wrapped for the terminal (RawDescriptionHelpFormatter keeps the epilog's
     tables as written, so it does not wrap descriptions either)."""
     return textwrap.fill(text, width=88)
+
+
+def positive_int(text: str) -> int:
+    """A count from the command line: a whole number >= 1.
+
+    >>> positive_int("2")
+    2
+    >>> positive_int("0")
+    Traceback (most recent call last):
+    ...
+    argparse.ArgumentTypeError: expected a whole number >= 1 such as 4; received '0'
+    """
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1 or value > 1024:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1 such as 4; received "
+                                         f"{text!r}")
+    return value
 
 
 def version() -> str:
@@ -95,6 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
                          help="a .keras file or a folder of them")
     convert.add_argument("-o", "--output", metavar="OUT",
                          help="output file (one input) or folder (several inputs)")
+    convert.add_argument("-j", "--jobs", metavar="N", type=positive_int, default=1,
+                         help="convert several inputs in N worker processes (default 1: one "
+                              "after the other in this process); results print in input order")
     add_pass_options(convert)
     group = convert.add_argument_group("writing")
     group.add_argument("--dry-run", action="store_true",
@@ -142,16 +165,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser(
         "demo", formatter_class=formatter,
-        help="convert the bundled seed U-Net with all three passes",
-        description=_para("Convert the bundled seed U-Net (keras_rewrite/data/seed_unet.keras, "
-                          "64x64x3, random weights) with the passes "
-                          f"{', '.join(ALL_PASSES)}, print the report and write "
-                          f"./{DEMO_OUTPUT}."),
+        help="convert the two bundled seed models with all three passes",
+        description=_para("Convert the two bundled seed models (keras_rewrite/data/, random "
+                          "weights) with the passes "
+                          f"{', '.join(ALL_PASSES)} and print each report: the seed U-Net "
+                          "(64x64x3), where L2 regularizes every kernel, and the seed CNN "
+                          "(32x32x3) in the order the seed answer advises against, where L2, "
+                          "SpatialDropout and ReorderBlocks all change something. Writes "
+                          f"{' and '.join(DEMO_OUTPUTS)} in the current folder."),
         epilog=EXIT_CODES_HELP)
-    demo.add_argument("-o", "--output", metavar="OUT",
-                      help=f"where to write the result (default ./{DEMO_OUTPUT})")
-    demo.add_argument("--force", action="store_true", help="overwrite an existing OUT")
-    demo.add_argument("--diff-svg", metavar="FILE", help="draw what changed")
+    demo.add_argument("-o", "--output", metavar="FOLDER",
+                      help="an existing folder to write the results into (default: the "
+                           "current folder)")
+    demo.add_argument("--force", action="store_true", help="overwrite existing results")
+    demo.add_argument("--diff-svg", metavar="FILE", help="draw what changed in the seed CNN")
     _add_format(demo, "model")
     _add_verbose(demo)
     return parser

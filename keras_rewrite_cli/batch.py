@@ -25,6 +25,7 @@ class Job:
     source: str
     output: str | None
     label: str = ""  # how to name the input in messages
+    picture: str | None = None  # where to draw what changed (--diff-svg), if anywhere
 
     def __post_init__(self):
         self.label = self.label or self.source

@@ -44,6 +44,9 @@ class Failure(Exception):
         self.code = code
         self.message = message
 
+    def __reduce__(self):  # sent back from --jobs worker processes
+        return type(self), (self.code, self.message)
+
 
 class Interrupted(BaseException):
     """A signal asked the process to stop (SIGINT or SIGTERM); `code` is 128 + its number.

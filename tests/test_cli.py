@@ -384,28 +384,93 @@ def test_output_folder_that_cannot_be_used(files, tmp_path):
     assert (tmp_path / "taken").read_text() == "a file, not a folder"
 
 
-def test_demo_converts_the_bundled_unet(tmp_path):
-    done = run("demo", cwd=tmp_path)
+def test_demo_converts_both_bundled_models_and_every_pass_changes_something(tmp_path):
+    done = run("demo", cwd=tmp_path, script=True)
     assert done.returncode == 0, done.stderr
     assert done.stderr == ""
     out = done.stdout
-    assert "seed_unet.keras (bundled seed U-Net) -> seed_unet.rewritten.keras" in out
+    unet, cnn = out.split("seed_cnn.keras (bundled seed CNN) -> seed_cnn.rewritten.keras")
+    assert "seed_unet.keras (bundled seed U-Net) -> seed_unet.rewritten.keras" in unet
     # grouped: one line for 23 layers, not one per layer
     assert "added regularizer on 23 layers: conv2d … conv2d_18, conv2d_transpose … " \
-           "conv2d_transpose_3 (kernel_regularizer=L2(0.0001)" in out
-    assert "conv2d_18: " not in out
-    assert "  SpatialDropout: unchanged" in out and "  ReorderBlocks: unchanged" in out
-    assert "inference outputs: unchanged" in out
-    assert listing(tmp_path) == ["seed_unet.rewritten.keras"]
-    converted = krio.load_model(tmp_path / "seed_unet.rewritten.keras", safe_mode=True)
-    bundled = krio.load_model(pathlib.Path(krio.__file__).parent / "data" / "seed_unet.keras")
-    assert same_predictions(bundled, converted)
-    assert float(sum(converted.losses)) > 0
+           "conv2d_transpose_3 (kernel_regularizer=L2(0.0001)" in unet
+    assert "conv2d_18: " not in unet
+    assert "  SpatialDropout: unchanged" in unet and "  ReorderBlocks: unchanged" in unet
+    # the CNN in the order the seed answer advises against: all three passes at work
+    assert "  L2Regularization: modified\n    added regularizer on 4 layers: conv2d, conv2d_1, " \
+           "dense, dense_1" in cnn
+    assert "  SpatialDropout: modified\n    replaced on 2 layers: dropout, dropout_1" in cnn
+    assert "  ReorderBlocks: modified\n    reordered on 2 layers: conv2d, conv2d_1" in cnn
+    assert out.count("inference outputs: unchanged") == 2
+    assert out.splitlines()[-1].startswith("2 converted, 0 failed of 2 inputs")
+    assert listing(tmp_path) == ["seed_cnn.rewritten.keras", "seed_unet.rewritten.keras"]
+    data = pathlib.Path(krio.__file__).parent / "data"
+    for name in ("seed_unet", "seed_cnn"):
+        converted = krio.load_model(tmp_path / f"{name}.rewritten.keras", safe_mode=True)
+        bundled = krio.load_model(data / f"{name}.keras")
+        assert same_predictions(bundled, converted)
+        assert float(sum(converted.losses)) > 0
+    classes = [type(layer).__name__ for layer in converted.layers]
+    assert classes[:5] == ["Conv2D", "BatchNormalization", "Activation", "MaxPooling2D",
+                           "SpatialDropout2D"]
 
     again = run("demo", cwd=tmp_path)
     assert again.returncode == status.EXIT_OUTPUT
     assert error_lines(again.stderr) == [
-        f"{ERROR}seed_unet.rewritten.keras: already exists; pass --force to overwrite it"]
+        f"{ERROR}seed_unet.rewritten.keras: already exists; pass --force to overwrite it",
+        f"{ERROR}seed_cnn.rewritten.keras: already exists; pass --force to overwrite it"]
+
+
+def test_jobs_convert_in_workers_with_results_in_input_order(files, tmp_path):
+    models = tmp_path / "models"
+    models.mkdir()
+    copy(files, models, "cnn.keras", "reorderable.keras")
+    shutil.copy(models / "cnn.keras", models / "cnn2.keras")
+    (models / "broken.keras").write_text("not a model")
+    # code in the current folder must not run in the workers either (spawn's `python -c`)
+    for package in ("keras", "multiprocessing"):
+        (tmp_path / package).mkdir()
+        (tmp_path / package / "__init__.py").write_text(
+            "open(__file__ + '.PWNED', 'w').close()\n")
+    done = run("convert", "models", "-o", "out", "--l2", "1e-4", "--jobs", "2", cwd=tmp_path,
+               script=True)
+    assert done.returncode == status.EXIT_FINDINGS
+    assert error_lines(done.stderr) == [
+        f"{ERROR}models/broken.keras: is not a zip archive; expected a .keras zip archive; "
+        "received a text file starting with 'not a model'"]
+    lines = done.stdout.splitlines()
+    assert [line.split(" ")[:2] for line in lines[:4]] == [
+        ["[1/4]", "models/broken.keras:"], ["[2/4]", "models/cnn.keras"],
+        ["[3/4]", "models/cnn2.keras"], ["[4/4]", "models/reorderable.keras"]]
+    assert lines[-1].startswith("3 converted, 1 failed of 4 inputs")
+    assert lines[-1].endswith("by 2 worker processes") and len(lines) == 5
+    assert listing(tmp_path / "out") == ["cnn.keras", "cnn2.keras", "reorderable.keras"]
+    assert not list(tmp_path.rglob("*.PWNED")) and no_temp_files(tmp_path)
+
+
+def test_jobs_json_is_one_object_per_input_in_order_as_without_jobs(files, tmp_path, capsys,
+                                                                    monkeypatch):
+    import json
+
+    copy(files, tmp_path, "cnn.keras", "reorderable.keras")
+    (tmp_path / "broken.keras").write_bytes(b"")
+    argv = ["convert", "broken.keras", "reorderable.keras", "cnn.keras", "--dry-run",
+            "--reorder", "--format", "json"]
+    results = {}
+    for jobs in ("1", "2"):
+        code, out, err = call(argv + ["--jobs", jobs], capsys, tmp_path, monkeypatch)
+        assert code == status.EXIT_FINDINGS
+        assert err == (f"{ERROR}broken.keras: is empty (0 bytes); expected a .keras zip "
+                       "archive\n")
+        records = [json.loads(line) for line in out.splitlines()]
+        for record in records:
+            record.pop("seconds", None)
+            record.pop("timings", None)
+        results[jobs] = records
+    assert results["1"] == results["2"]
+    assert [r["source"] for r in results["2"]] == ["broken.keras", "reorderable.keras",
+                                                   "cnn.keras"]
+    assert results["2"][0]["exit_status"] == status.EXIT_INPUT
 
 
 # --------------------------------------------------------------------------- in-process: main
@@ -430,6 +495,8 @@ def call(argv, capsys, cwd, monkeypatch):
     (["convert", "a.keras", "-o", "x.keras", "--l2", "abc"], "received 'abc'"),
     (["convert", "a.keras", "-o", "x.keras", "--l2=-1e-4"], "received '-1e-4'"),
     (["convert", "a.keras", "-o", "x.keras", "--l2", "-1"], "received '-1'"),
+    (["convert", "a.keras", "b.keras", "-o", "out", "--jobs", "0"],
+     "argument -j/--jobs: expected a whole number >= 1 such as 4; received '0'"),
     (["convert", "a.keras", "-o", "x.keras", "--l2", "inf"], "received 'inf'"),
     (["convert", "a.keras", "-o", "x.keras", "--l2-layer", "conv"], "received 'conv' (no '=')"),
     (["convert", "a.keras", "-o", "x.keras", "--l2-layer", "=1e-4"], "empty layer name"),
