@@ -3,7 +3,15 @@
     >>> import keras_rewrite
     >>> new_model = keras_rewrite.rewrite(model, passes=["l2", "spatial_dropout"])  # doctest: +SKIP
 """
-from . import _quiet  # noqa: F401  (must precede the first TensorFlow import)
+import sys as _sys
+
+if _sys.argv[:1] == ["-m"]:  # `python -m keras_rewrite`: runpy imports this package first, so
+    # the current folder (first on sys.path for -m) must go before Keras is imported, or a
+    # `keras/` folder there would run in its place.
+    from keras_rewrite_cli.entry import safe_sys_path as _safe_sys_path
+
+    _safe_sys_path(_sys.argv[1:])
+from . import _quiet  # noqa: F401,E402  (must precede the first TensorFlow import)
 from .api import RewriteResult, rewrite, rewrite_with_report
 from .conversion import ConversionReport, convert_file  # noqa: F401  (file -> checked file)
 from .errors import (GraphError, PassError, RebuildError, RewriteError, ShapeMismatchError,

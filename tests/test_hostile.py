@@ -101,9 +101,7 @@ def keras_package_in(folder):
 @pytest.mark.parametrize("command", [
     [str(pathlib.Path(sys.executable).parent / "keras-rewrite")],
     [sys.executable, "-m", "keras_rewrite_cli"],
-    pytest.param([sys.executable, "-m", "keras_rewrite"], marks=pytest.mark.xfail(
-        strict=True, reason="keras_rewrite/__init__.py imports Keras before __main__ can clean "
-                            "sys.path; the fix belongs in __init__.py (see the README)")),
+    [sys.executable, "-m", "keras_rewrite"],
 ])
 def test_a_keras_package_in_the_current_folder_is_never_imported(command, tmp_path, model_file):
     keras_package_in(tmp_path)
