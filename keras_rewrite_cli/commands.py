@@ -300,8 +300,24 @@ def cmd_demo(args, session: Session) -> int:
 # --------------------------------------------------------------------------- lint, inspect
 
 
-def cmd_lint(args, session: Session) -> int:
+def read_graph(read, model, label: str, session: Session):
+    """(read(model), None), or (None, exit status) after printing the one-line error."""
     from keras_rewrite.errors import RewriteError
+
+    try:
+        return read(model), None
+    except RewriteError as exc:  # e.g. a subclassed model: no graph to read
+        print(error_line(f"{label}: {exc}"), file=sys.stderr)
+        return None, EXIT_INPUT
+    except Exception as exc:  # e.g. a layer whose get_config() raises: one line, status 4
+        if session.verbose:
+            traceback.print_exc()
+        print(error_line(unexpected(label, "while reading the model's graph", exc)),
+              file=sys.stderr)
+        return None, EXIT_REWRITE
+
+
+def cmd_lint(args, session: Session) -> int:
     from keras_rewrite.lint import lint
 
     try:
@@ -309,17 +325,9 @@ def cmd_lint(args, session: Session) -> int:
     except Failure as failure:
         print(error_line(failure.message), file=sys.stderr)
         return failure.code
-    try:
-        findings = lint(model)
-    except RewriteError as exc:  # e.g. a subclassed model: no graph to lint
-        print(error_line(f"{args.input}: {exc}"), file=sys.stderr)
-        return EXIT_INPUT
-    except Exception as exc:  # e.g. a layer whose get_config() raises: one line, status 4
-        if session.verbose:
-            traceback.print_exc()
-        print(error_line(unexpected(args.input, "while reading the model's graph", exc)),
-              file=sys.stderr)
-        return EXIT_REWRITE
+    findings, status = read_graph(lint, model, args.input, session)
+    if status is not None:
+        return status
     if session.as_json:
         print(json_line({"source": args.input, "findings": [
             {"rule": f.rule, "layers": list(f.layers), "fixed_by": f.fixed_by,
@@ -357,17 +365,9 @@ def cmd_inspect(args, session: Session) -> int:
     except Failure as failure:
         print(error_line(failure.message), file=sys.stderr)
         return failure.code
-    try:
-        graph = to_graph(model)
-    except RewriteError as exc:
-        print(error_line(f"{args.input}: {exc}"), file=sys.stderr)
-        return EXIT_INPUT
-    except Exception as exc:  # e.g. a layer whose get_config() raises: one line, status 4
-        if session.verbose:
-            traceback.print_exc()
-        print(error_line(unexpected(args.input, "while reading the model's graph", exc)),
-              file=sys.stderr)
-        return EXIT_REWRITE
+    graph, status = read_graph(to_graph, model, args.input, session)
+    if status is not None:
+        return status
     graphs = list(iter_graphs(graph))
     counts = {}
     for g in graphs:
