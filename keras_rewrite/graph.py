@@ -418,7 +418,8 @@ def _validate_one(graph: nx.MultiDiGraph) -> None:
                      f"{graph.graph['name']!r} of type {type(graph.graph['name']).__name__}")
     for key, listed in (("input_structure", "inputs"), ("output_structure", "outputs")):
         leaves = _keras.keras.tree.flatten(graph.graph[key])
-        if sorted(leaves, key=repr) != list(range(len(graph.graph[listed]))):
+        if (not all(isinstance(leaf, int) for leaf in leaves)
+                or sorted(leaves) != list(range(len(graph.graph[listed])))):
             _fail(graph, f"graph['{key}'] holds positions {leaves}; expected each of "
                          f"0..{len(graph.graph[listed]) - 1} once, one per graph['{listed}']")
     if not nx.is_directed_acyclic_graph(graph):

@@ -314,3 +314,12 @@ def test_a_from_config_that_edits_its_dict_does_not_edit_the_graph():
     kr.to_model(graph)
     assert graph.nodes["pops"]["spec"].untouched
     assert graph.nodes["pops"]["spec"].config["extra"] == 1
+
+
+def test_a_dict_of_more_than_ten_outputs_keeps_them_all():
+    # Positions 0..11: a check that once sorted them as text ("10" < "2") refused this model.
+    x = keras.Input((3,))
+    model = keras.Model(x, {f"out_{i}": layers.Dense(1, name=f"d{i}")(x) for i in range(12)})
+    new = kr.rewrite(model)
+    assert list(new.output) == [f"out_{i}" for i in range(12)]
+    assert_same_predictions(model, new, np.ones((2, 3), "float32"))
