@@ -1,4 +1,5 @@
 """The L2 U-Net and custom-pass examples run and do what they print."""
+import inspect
 import pathlib
 import subprocess
 import sys
@@ -33,16 +34,47 @@ def test_unet_l2_penalty_is_the_formula(capsys):
     assert "epoch 2: loss" in printed
 
 
-def test_custom_pass_turns_every_relu_into_leaky_relu(capsys):
+def test_custom_pass_is_a_rule_of_at_most_eight_lines():
+    source = inspect.getsource(custom_pass.ReluToLeaky).rstrip("\n").splitlines()
+    assert len(source) <= 8, "\n".join(source)
+    assert issubclass(custom_pass.ReluToLeaky, keras_rewrite.rules.Rule)
+
+
+def test_custom_pass_turns_every_relu_into_leaky_relu_and_keeps_the_rest(capsys):
     result = custom_pass.main()
     changes = result.report.passes[0].changes
     assert len(changes) == 5 and all(c.action == "replaced" for c in changes)
-    model = result.model
-    assert sum(isinstance(l, layers.LeakyReLU) for l in model.layers) == 5
-    assert not any(type(l) is layers.Activation and l.get_config()["activation"] == "relu"
-                   for l in model.layers)
+    assert all(c.detail == "Activation -> LeakyReLU" for c in changes)
+    original = custom_pass.build_cnn()  # the same architecture (its auto names differ)
+    new = result.model
+    # Structure: the same layers in the same order; only the five ReLU activations changed class.
+    relu = [type(l) is layers.Activation and l.get_config()["activation"] == "relu"
+            for l in original.layers]
+    assert sum(relu) == 5 and any(type(l) is layers.Activation for l in new.layers)  # softmax
+    assert [type(l).__name__ for l in new.layers] == [
+        "LeakyReLU" if r else type(l).__name__ for l, r in zip(original.layers, relu)]
+    assert [l.name for l in new.layers if isinstance(l, layers.LeakyReLU)] == [
+        c.layer for c in changes]  # names kept
+    assert all(l.get_config()["negative_slope"] == 0.1 for l in new.layers
+               if isinstance(l, layers.LeakyReLU))
     assert result.report.weights_new == 0 and result.report.outputs_unchanged is False
-    assert "5 LeakyReLU layers now" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "rule ReluToLeaky: 5 matches, 0 refused" in printed
+    assert "5 LeakyReLU layers now" in printed
+
+
+def test_relu_to_leaky_differs_from_relu_only_on_negative_inputs():
+    inputs = keras.Input((6,))
+    pre = layers.Dense(6, name="pre")(inputs)
+    model = keras.Model(inputs, layers.Activation("relu", name="act")(pre))
+    new = keras_rewrite.rewrite(model, [custom_pass.ReluToLeaky()])
+    x = np.random.default_rng(0).standard_normal((8, 6)).astype("float32")
+    z = np.asarray(model.get_layer("pre")(x))
+    got, was = np.asarray(new(x)), np.asarray(model(x))
+    assert (z < 0).any() and (z > 0).any()
+    np.testing.assert_array_equal(got[z > 0], was[z > 0])  # positives: exactly as before
+    np.testing.assert_allclose(got[z < 0], 0.1 * z[z < 0], rtol=1e-6)  # negatives: leak
+    assert (was[z < 0] == 0).all()
 
 
 def test_relu_to_leaky_on_relu_layers_shared_and_capped():
@@ -51,8 +83,9 @@ def test_relu_to_leaky_on_relu_layers_shared_and_capped():
     x = shared(shared(inputs) - 1.0)
     capped = layers.ReLU(max_value=6.0, name="relu6")(x)
     model = keras.Model(inputs, [x, capped])
-    result = keras_rewrite.rewrite_with_report(model, [custom_pass.relu_to_leaky])
-    assert [c.layer for c in result.report.passes[0].changes] == ["shared_relu"]
+    result = keras_rewrite.rewrite_with_report(model, [custom_pass.ReluToLeaky()])
+    assert [(c.layer, c.detail) for c in result.report.passes[0].changes] == [
+        ("shared_relu", "ReLU -> LeakyReLU (a shared layer: all 2 calls)")]
     new = result.model
     assert type(new.get_layer("shared_relu")) is layers.LeakyReLU
     assert type(new.get_layer("relu6")) is layers.ReLU
@@ -65,4 +98,4 @@ def test_custom_pass_runs_as_a_script():
     done = subprocess.run([sys.executable, str(EXAMPLES / "custom_pass.py")],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.count("-> LeakyReLU(0.1)") == 5
+    assert done.stdout.count("Activation -> LeakyReLU") == 5
