@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 import zipfile
 
 import keras
@@ -336,3 +337,26 @@ def test_convert_file_does_what_convert_does(model_file, tmp_path):
     with pytest.raises(atomic_save.OutputError, match="already exists; pass overwrite=True"):
         keras_rewrite.convert_file(model_file, tmp_path / "out.keras", ["l2"])
     assert listing(tmp_path) == ["out.keras"]
+
+
+@pytest.mark.slow
+def test_sigterm_during_a_jobs_batch_ends_143_and_leaves_no_partial_output(here):
+    batch = here / "models"
+    batch.mkdir()
+    for i in range(6):
+        (batch / f"m{i}.keras").write_bytes((here / "m.keras").read_bytes())
+    env = {**os.environ, "TMPDIR": str(here / "tmp")}
+    keras_rewrite_cmd = str(pathlib.Path(sys.executable).parent / "keras-rewrite")
+    proc = subprocess.Popen([keras_rewrite_cmd, "convert", "models", "-o", "out", "--l2", "1e-4",
+                             "--jobs", "2"], cwd=here, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not list((here / "out").glob("*")):
+        time.sleep(0.2)  # workers at work: the output folder has its first entry
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err
+    leftovers = [p for p in (here / "out").rglob("*") if not p.name.endswith(".keras")
+                 or p.parent != here / "out"]
+    assert leftovers == [] and listing(here / "tmp") == []
+    assert all(p.stem in {f"m{i}" for i in range(6)} for p in (here / "out").iterdir())
