@@ -24,6 +24,7 @@ from .lint import Finding, lint
 from .rebuild import to_model
 from .report import Change, PassResult, Report
 from . import surgery  # noqa: F401  (keras_rewrite.surgery: delete_channels, ...)
+from .rules import L, Node, Refusal, Rule, View  # noqa: F401  (write your own pass)
 
 __version__ = "0.1.0"
 

@@ -99,3 +99,9 @@ def test_custom_pass_runs_as_a_script():
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert done.stdout.count("Activation -> LeakyReLU") == 5
+
+
+def test_readme_shows_the_examples_rule_as_it_is():
+    readme = (EXAMPLES.parent / "README.md").read_text()
+    section = readme[readme.index("## Write your own pass"):]
+    assert inspect.getsource(custom_pass.ReluToLeaky) in section
