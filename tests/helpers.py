@@ -85,3 +85,10 @@ def conv_chain(blocks, filters=4, size=8):
         x = layers.ReLU()(x)
         x = layers.Dropout(0.1)(x)
     return keras.Model(inputs, x)
+
+
+def tiny_model(name="tiny"):
+    """A two-layer model (Conv2D, Dropout) for the file tests of the library and the CLI."""
+    inputs = keras.Input((4, 4, 3), name="x")
+    x = layers.Conv2D(2, 1, name="conv")(inputs)
+    return keras.Model(inputs, layers.Dropout(0.1, name="drop")(x), name=name)

@@ -4,20 +4,13 @@ import pathlib
 import stat
 import zipfile
 
-import keras
 import pytest
-from keras import layers
 
 from keras_rewrite import atomic_save
 from keras_rewrite.atomic_save import OutputError
 from keras_rewrite.model_files import load_model
 from keras_rewrite.verify import max_abs_difference, predict, random_batch
-
-
-def tiny_model(name="tiny"):
-    inputs = keras.Input((4, 4, 3), name="x")
-    x = layers.Conv2D(2, 1, name="conv")(inputs)
-    return keras.Model(inputs, layers.Dropout(0.1, name="drop")(x), name=name)
+from helpers import tiny_model
 
 
 @pytest.fixture(scope="module")

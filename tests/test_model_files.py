@@ -15,14 +15,9 @@ from keras import layers
 from keras_rewrite import model_files as io
 from keras_rewrite.model_files import CustomObjectsError, ModelFileError
 from keras_rewrite.verify import predict
+from helpers import tiny_model
 
 BUNDLED = pathlib.Path(io.__file__).parent / "data" / "seed_unet.keras"
-
-
-def tiny_model(name="tiny"):
-    inputs = keras.Input((4, 4, 3), name="x")
-    x = layers.Conv2D(2, 1, name="conv")(inputs)
-    return keras.Model(inputs, layers.Dropout(0.1, name="drop")(x), name=name)
 
 
 @pytest.fixture(scope="module")
