@@ -1,7 +1,7 @@
 """Rewrite passes. See `base` for what a pass is and how `run_passes` checks each one.
 
 Built in: `L2Regularization` ("l2"), `SpatialDropout` ("spatial_dropout"),
-`ReorderBlocks` ("reorder").
+`ReorderBlocks` ("reorder"), `StripInference` ("strip_inference").
 """
 from __future__ import annotations
 
@@ -12,13 +12,13 @@ from .base import Change, Pass, PassResult, run_passes
 
 __all__ = ["Pass", "PassResult", "Change", "run_passes", "resolve_passes", "serialize_passes",
            "deserialize_passes",
-           "L2Regularization", "SpatialDropout", "ReorderBlocks"]
+           "L2Regularization", "SpatialDropout", "ReorderBlocks", "StripInference"]
 
 # class name -> module, imported on first use; short name -> class name.
 _BUILT_IN = {"L2Regularization": ".l2", "SpatialDropout": ".spatial_dropout",
-             "ReorderBlocks": ".reorder"}
+             "ReorderBlocks": ".reorder", "StripInference": ".strip_inference"}
 SHORT_NAMES = {"l2": "L2Regularization", "spatial_dropout": "SpatialDropout",
-               "reorder": "ReorderBlocks"}
+               "reorder": "ReorderBlocks", "strip_inference": "StripInference"}
 
 
 def __getattr__(name):

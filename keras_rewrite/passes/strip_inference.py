@@ -1,0 +1,53 @@
+"""`StripInference`: remove the layers that only act while training, before export.
+
+The math it relies on: in inference mode (``training=False``, what `predict` and an exported
+model use) Dropout, SpatialDropout1D/2D/3D, GaussianNoise, GaussianDropout and AlphaDropout
+return their input unchanged, and ActivityRegularization only adds a training loss. Removing
+them leaves inference outputs bit-identical; each consumer reads the removed layer's input.
+
+A layer is removed at every call (a shared one too), inside nested models as well. One that
+takes several tensors or feeds on a second output is left alone, with the reason.
+"""
+from __future__ import annotations
+
+from keras import layers
+
+from ..edit import remove_node
+from ..errors import GraphError
+from ..graph import iter_graphs, topological_order
+from .base import Change, Pass, PassResult
+
+__all__ = ["StripInference", "TRAINING_ONLY"]
+
+TRAINING_ONLY = (layers.Dropout, layers.GaussianNoise, layers.GaussianDropout,
+                 layers.AlphaDropout, layers.ActivityRegularization)  # SpatialDropout* subclass Dropout
+
+
+class StripInference(Pass):
+    """Remove Dropout, SpatialDropout1D/2D/3D, GaussianNoise, GaussianDropout, AlphaDropout
+    and ActivityRegularization; inference outputs stay bit-identical.
+
+    Example:
+        >>> import keras_rewrite
+        >>> deployable = keras_rewrite.rewrite(model, ["strip_inference"])  # doctest: +SKIP
+    """
+
+    def get_config(self) -> dict:
+        return {}
+
+    def run(self, graph) -> PassResult:
+        result = PassResult(self.name, modified=False, outputs_unchanged=True)
+        for g in list(iter_graphs(graph)):
+            for node_id in topological_order(g):
+                data = g.nodes[node_id]
+                if data["kind"] != "layer" or not issubclass(data["spec"].cls, TRAINING_ONLY):
+                    continue
+                name = data["spec"].class_name
+                try:
+                    remove_node(g, node_id)
+                except GraphError as exc:
+                    result.changes.append(Change(node_id, "skipped", f"{name} kept: {exc}"))
+                    continue
+                result.changes.append(Change(node_id, "removed", f"{name} (training only)"))
+                result.modified = True
+        return result
