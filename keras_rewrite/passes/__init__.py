@@ -1,7 +1,8 @@
 """Rewrite passes. See `base` for what a pass is and how `run_passes` checks each one.
 
 Built in: `L2Regularization` ("l2"), `SpatialDropout` ("spatial_dropout"),
-`ReorderBlocks` ("reorder"), `StripInference` ("strip_inference").
+`ReorderBlocks` ("reorder"), `StripInference` ("strip_inference"), `FoldBatchNorm`
+("fold_batchnorm").
 """
 from __future__ import annotations
 
@@ -12,13 +13,16 @@ from .base import Change, Pass, PassResult, run_passes
 
 __all__ = ["Pass", "PassResult", "Change", "run_passes", "resolve_passes", "serialize_passes",
            "deserialize_passes",
-           "L2Regularization", "SpatialDropout", "ReorderBlocks", "StripInference"]
+           "L2Regularization", "SpatialDropout", "ReorderBlocks", "StripInference",
+           "FoldBatchNorm"]
 
 # class name -> module, imported on first use; short name -> class name.
 _BUILT_IN = {"L2Regularization": ".l2", "SpatialDropout": ".spatial_dropout",
-             "ReorderBlocks": ".reorder", "StripInference": ".strip_inference"}
+             "ReorderBlocks": ".reorder", "StripInference": ".strip_inference",
+             "FoldBatchNorm": ".fold_batchnorm"}
 SHORT_NAMES = {"l2": "L2Regularization", "spatial_dropout": "SpatialDropout",
-               "reorder": "ReorderBlocks", "strip_inference": "StripInference"}
+               "reorder": "ReorderBlocks", "strip_inference": "StripInference",
+               "fold_batchnorm": "FoldBatchNorm"}
 
 
 def __getattr__(name):

@@ -1,0 +1,85 @@
+"""`FoldBatchNorm`: fold an inference BatchNormalization into the conv or dense layer before it.
+
+The math it relies on: in inference mode BatchNormalization computes, per channel c,
+``y = (x - mean_c) * s_c + beta_c`` with ``s_c = gamma_c / sqrt(var_c + epsilon)``. When
+``x = W * u + b`` is a linear layer (no activation in between), the two are one linear layer
+``W' = W * s`` (each output channel's kernel slice scaled by its ``s_c``) and
+``b' = (b - mean) * s + beta``. Which kernel axis is the output channel depends on the layer:
+
+============================  ====================================================
+Dense, Conv1D/2D/3D           kernel[..., c] (last axis)
+Conv1D/2D/3DTranspose         kernel[..., c, :] (kernel layout (k..., out, in))
+DepthwiseConv1D/2D            kernel[..., i, m] with c = i * depth_multiplier + m
+SeparableConv1D/2D            pointwise_kernel[..., c]; the depthwise kernel is unchanged
+============================  ====================================================
+
+A missing bias (``use_bias=False``) is created; a BN without ``scale`` or ``center`` counts
+gamma = 1 or beta = 0. Refused, with the reason in the report, where the fold would not be
+exact: a fused non-linear activation on the layer, a BatchNormalization over another axis than
+the layer's channels, the layer's output also used elsewhere (fan-out; see `keras_rewrite.rules`).
+Inference outputs equal the original's up to float32 rounding (not bit for bit).
+"""
+from __future__ import annotations
+
+import numpy as np
+from keras import layers
+
+from ..rules import L, Refusal, Rule
+
+__all__ = ["FoldBatchNorm"]
+
+_LAST_AXIS = (layers.Dense, layers.Conv1D, layers.Conv2D, layers.Conv3D)
+_TRANSPOSE = (layers.Conv1DTranspose, layers.Conv2DTranspose, layers.Conv3DTranspose)
+_DEPTHWISE = (layers.DepthwiseConv1D, layers.DepthwiseConv2D)
+_SEPARABLE = (layers.SeparableConv1D, layers.SeparableConv2D)
+_FOLDABLE = _TRANSPOSE + _DEPTHWISE + _SEPARABLE + _LAST_AXIS  # subclasses first (Conv2DTranspose < Conv2D)
+
+
+class FoldBatchNorm(Rule):
+    """Fold each BatchNormalization directly after a conv/dense layer into that layer.
+
+    Example:
+        >>> import keras_rewrite
+        >>> exported = keras_rewrite.rewrite(model, ["fold_batchnorm"])  # doctest: +SKIP
+    """
+
+    pattern = L(_FOLDABLE) >> layers.BatchNormalization
+    outputs_unchanged = None  # equal up to float32 rounding, not provably bit for bit
+
+    def get_config(self) -> dict:
+        return {}
+
+    def check(self, match):
+        layer, bn = match
+        activation = layer.config.get("activation", "linear")
+        if activation not in ("linear", None):
+            return Refusal(f"'{layer.name}' has a fused activation={activation!r} between the "
+                           "linear part and the BatchNormalization")
+        rank = len(layer.output_shapes[0]) if layer.output_shapes else None
+        channels = 1 if layer.config.get("data_format") == "channels_first" else -1
+        axis = bn.config["axis"]
+        axis = axis[0] if isinstance(axis, (list, tuple)) and len(axis) == 1 else axis
+        if rank is None or not isinstance(axis, int) or axis % rank != channels % rank:
+            return Refusal(f"'{bn.name}' normalizes axis {bn.config['axis']}, not the channel "
+                           f"axis of '{layer.name}'")
+
+    def rewrite(self, match):
+        layer, bn = match
+        w, b = layer.weights, bn.weights
+        gamma = b["gamma"] if bn.config.get("scale", True) else 1.0
+        beta = b["beta"] if bn.config.get("center", True) else 0.0
+        scale = gamma / np.sqrt(b["moving_variance"] + bn.config["epsilon"])
+        bias = w["bias"] if layer.config.get("use_bias", True) else 0.0
+        new = {"bias": ((bias - b["moving_mean"]) * scale + beta).astype("float32")}
+        kind = layer.layer_class
+        if issubclass(kind, _SEPARABLE):
+            new["pointwise_kernel"] = w["pointwise_kernel"] * scale
+        elif issubclass(kind, _DEPTHWISE):
+            kernel = w["kernel"]
+            new["kernel"] = kernel * scale.reshape(kernel.shape[-2:])
+        elif issubclass(kind, _TRANSPOSE):
+            new["kernel"] = w["kernel"] * scale[:, None]
+        else:
+            new["kernel"] = w["kernel"] * scale
+        layer.set_config(use_bias=True)
+        return [(layer, {k: np.asarray(v, "float32") for k, v in new.items()})]
