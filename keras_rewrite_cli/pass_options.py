@@ -25,7 +25,8 @@ MODEL_SUFFIXES = (".keras", ".h5", ".hdf5")
 
 PASS_ORDER_HELP = """\
 passes run in this order: those of --passes FILE.toml (in the file's order), then --l2 /
---l2-layer, --spatial-dropout, --reorder. Without any pass option the output is an exact copy.
+--l2-layer, --spatial-dropout, --reorder, --fold-batchnorm, --strip-inference. Without any pass
+option the output is an exact copy.
 """
 
 
@@ -145,6 +146,12 @@ def _l2_settings(args):
     return settings
 
 
+def _add_flag(flag, help_text):
+    def add(group):
+        group.add_argument(flag, action="store_true", help=help_text)
+    return add
+
+
 def _add_spatial_dropout(group):
     group.add_argument("--spatial-dropout", action="store_true",
                        help="replace Dropout on feature maps with SpatialDropout1D/2D/3D")
@@ -174,9 +181,18 @@ PASS_OPTIONS = (
     PassOption("reorder", _add_reorder,
                lambda args: None if args.reorder is None else {"order": args.reorder},
                "--reorder", "--reorder", _reorder_from_file),
+    PassOption("fold_batchnorm", _add_flag("--fold-batchnorm", "fold each BatchNormalization "
+                                           "into the conv/dense layer before it (for export)"),
+               lambda args: {} if args.fold_batchnorm else None, "--fold-batchnorm",
+               "--fold-batchnorm"),
+    PassOption("strip_inference", _add_flag("--strip-inference", "remove the layers that act "
+                                            "only while training (Dropout, noise, ...)"),
+               lambda args: {} if args.strip_inference else None, "--strip-inference",
+               "--strip-inference"),
 )
 BY_NAME = {option.name: option for option in PASS_OPTIONS}
-ALL_PASSES = tuple(option.name for option in PASS_OPTIONS)  # demo, and inspect's default
+# The seed questions' passes: what demo runs, and inspect's default.
+ALL_PASSES = ("l2", "spatial_dropout", "reorder")
 
 
 def fix_hint(pass_name: str) -> str:

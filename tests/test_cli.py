@@ -957,3 +957,14 @@ def test_format_json_is_one_object_per_input_and_verbose_lists_every_layer(files
     code, out, err = call(["convert", "cnn.keras", "--dry-run", "--l2", "1e-4", "--verbose"],
                           capsys, tmp_path, monkeypatch)
     assert code == status.EXIT_OK and "      conv2d_3: kernel_regularizer=L2(0.0001)" in out
+
+
+def test_convert_for_export_folds_batchnorm_and_strips_training_layers(files, tmp_path):
+    (source,) = copy(files, tmp_path, "cnn.keras")
+    done = run("convert", "cnn.keras", "-o", "out.keras", "--fold-batchnorm",
+               "--strip-inference", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "FoldBatchNorm: modified" in done.stdout and "StripInference: modified" in done.stdout
+    model = krio.load_model(tmp_path / "out.keras")
+    kinds = {type(layer).__name__ for layer in model.layers}
+    assert not kinds & {"BatchNormalization", "Dropout", "SpatialDropout2D"}
