@@ -160,6 +160,7 @@ def test_console_script_help_documents_exit_codes(tmp_path):
     assert "convert" in done.stdout and "keras-rewrite demo" in done.stdout
 
 
+@pytest.mark.slow  # a subprocess or a full example: seconds, run in CI
 def test_usage_error_is_one_line_and_writes_nothing(files, tmp_path):
     (source,) = copy(files, tmp_path, "cnn.keras")
     done = run("convert", source, "-o", "out.keras", "--l2", "nan", cwd=tmp_path)
@@ -170,6 +171,7 @@ def test_usage_error_is_one_line_and_writes_nothing(files, tmp_path):
     assert listing(tmp_path) == ["cnn.keras"]
 
 
+@pytest.mark.slow  # a subprocess or a full example: seconds, run in CI
 def test_convert_l2_and_spatial_dropout_keeps_predictions_bit_identical(files, tmp_path):
     (source,) = copy(files, tmp_path, "cnn.keras")
     done = run("convert", "cnn.keras", "-o", "out.keras", "--l2", "1e-4", "--spatial-dropout",
@@ -198,6 +200,7 @@ def test_convert_l2_and_spatial_dropout_keeps_predictions_bit_identical(files, t
     assert float(sum(converted.losses)) > 0
 
 
+@pytest.mark.slow  # a subprocess or a full example: seconds, run in CI
 def test_convert_reorder_reports_changed_outputs_and_draws_the_diff(files, tmp_path):
     copy(files, tmp_path, "reorderable.keras")
     done = run("convert", "reorderable.keras", "-o", "out.keras", "--reorder",
@@ -214,6 +217,7 @@ def test_convert_reorder_reports_changed_outputs_and_draws_the_diff(files, tmp_p
     assert order.index("bn") < order.index("conv_activation") < order.index("drop")
 
 
+@pytest.mark.slow  # a subprocess or a full example: seconds, run in CI
 def test_batch_one_line_per_bad_file_and_the_good_ones_still_converted(files, tmp_path):
     models = tmp_path / "models"
     models.mkdir()
@@ -250,6 +254,7 @@ def test_batch_one_line_per_bad_file_and_the_good_ones_still_converted(files, tm
     assert no_temp_files(tmp_path)
 
 
+@pytest.mark.slow  # a subprocess or a full example: seconds, run in CI
 def test_single_bad_input_has_its_own_exit_status(files, tmp_path):
     copy(files, tmp_path, "lambda.keras")
     done = run("lint", "lambda.keras", cwd=tmp_path)
@@ -260,6 +265,7 @@ def test_single_bad_input_has_its_own_exit_status(files, tmp_path):
         "registered functions; pass --unsafe if you trust this file"]
 
 
+@pytest.mark.slow  # a subprocess or a full example: seconds, run in CI
 def test_unsafe_converts_a_lambda_model(files, tmp_path):
     (source,) = copy(files, tmp_path, "lambda.keras")
     done = run("convert", "lambda.keras", "-o", "out.keras", "--unsafe", cwd=tmp_path)
@@ -269,6 +275,7 @@ def test_unsafe_converts_a_lambda_model(files, tmp_path):
     assert same_predictions(original, krio.load_model(tmp_path / "out.keras", safe_mode=False))
 
 
+@pytest.mark.slow  # a subprocess or a full example: seconds, run in CI
 def test_existing_output_needs_force(files, tmp_path):
     copy(files, tmp_path, "reorderable.keras")
     (tmp_path / "out.keras").write_text("precious")
@@ -285,6 +292,7 @@ def test_existing_output_needs_force(files, tmp_path):
     assert listing(tmp_path) == ["out.keras", "reorderable.keras"]
 
 
+@pytest.mark.slow  # a subprocess or a full example: seconds, run in CI
 def test_input_is_replaced_only_with_in_place(files, tmp_path):
     (source,) = copy(files, tmp_path, "reorderable.keras")
     original = source.read_bytes()
@@ -308,6 +316,7 @@ def reorderable_from(data, folder):
     return krio.load_model(folder / "before" / "m.keras")
 
 
+@pytest.mark.slow  # a subprocess or a full example: seconds, run in CI
 def test_per_layer_pattern_matching_nothing_is_a_rewrite_error(files, tmp_path):
     copy(files, tmp_path, "cnn.keras")
     done = run("convert", "cnn.keras", "-o", "out.keras", "--l2-layer", "conv2x*=1e-5",
@@ -319,6 +328,7 @@ def test_per_layer_pattern_matching_nothing_is_a_rewrite_error(files, tmp_path):
     assert listing(tmp_path) == ["cnn.keras"]
 
 
+@pytest.mark.slow  # a subprocess or a full example: seconds, run in CI
 def test_passes_file(files, tmp_path):
     copy(files, tmp_path, "cnn.keras")
     (tmp_path / "passes.toml").write_text(
@@ -338,6 +348,7 @@ def test_passes_file(files, tmp_path):
     assert "SpatialDropout2D" in [type(layer).__name__ for layer in converted.layers]
 
 
+@pytest.mark.slow  # a subprocess or a full example: seconds, run in CI
 def test_lint_reports_findings_with_exit_status_1(files, tmp_path):
     copy(files, tmp_path, "reorderable.keras")
     done = run("lint", "reorderable.keras", cwd=tmp_path)
@@ -349,6 +360,7 @@ def test_lint_reports_findings_with_exit_status_1(files, tmp_path):
     assert "variance shift" in done.stdout  # the explanation, in plain words
 
 
+@pytest.mark.slow  # a subprocess or a full example: seconds, run in CI
 def test_inspect_summarizes_and_draws(files, tmp_path):
     copy(files, tmp_path, "reorderable.keras")
     done = run("inspect", "reorderable.keras", "--svg", "graph.svg", cwd=tmp_path)
@@ -366,6 +378,7 @@ def test_inspect_summarizes_and_draws(files, tmp_path):
     assert listing(tmp_path)[-1] == "reorderable.keras"  # nothing else written
 
 
+@pytest.mark.slow  # a subprocess or a full example: seconds, run in CI
 def test_custom_objects_module(files, tmp_path):
     copy(files, tmp_path, "custom.keras", "my_layers.py")
     done = run("convert", "custom.keras", "-o", "out.keras", "--custom-objects", "my_layers",
@@ -374,6 +387,7 @@ def test_custom_objects_module(files, tmp_path):
     assert "wrote out.keras" in done.stdout
 
 
+@pytest.mark.slow  # a subprocess or a full example: seconds, run in CI
 def test_output_folder_that_cannot_be_used(files, tmp_path):
     copy(files, tmp_path, "cnn.keras", "reorderable.keras")
     (tmp_path / "taken").write_text("a file, not a folder")
@@ -384,6 +398,7 @@ def test_output_folder_that_cannot_be_used(files, tmp_path):
     assert (tmp_path / "taken").read_text() == "a file, not a folder"
 
 
+@pytest.mark.slow  # a subprocess or a full example: seconds, run in CI
 def test_demo_converts_both_bundled_models_and_every_pass_changes_something(tmp_path):
     done = run("demo", cwd=tmp_path, script=True)
     assert done.returncode == 0, done.stderr
@@ -421,6 +436,7 @@ def test_demo_converts_both_bundled_models_and_every_pass_changes_something(tmp_
         f"{ERROR}seed_cnn.rewritten.keras: already exists; pass --force to overwrite it"]
 
 
+@pytest.mark.slow  # a subprocess or a full example: seconds, run in CI
 def test_jobs_convert_in_workers_with_results_in_input_order(files, tmp_path):
     models = tmp_path / "models"
     models.mkdir()
@@ -448,6 +464,7 @@ def test_jobs_convert_in_workers_with_results_in_input_order(files, tmp_path):
     assert not list(tmp_path.rglob("*.PWNED")) and no_temp_files(tmp_path)
 
 
+@pytest.mark.slow  # a subprocess or a full example: seconds, run in CI
 def test_jobs_json_is_one_object_per_input_in_order_as_without_jobs(files, tmp_path, capsys,
                                                                     monkeypatch):
     import json
@@ -959,6 +976,7 @@ def test_format_json_is_one_object_per_input_and_verbose_lists_every_layer(files
     assert code == status.EXIT_OK and "      conv2d_3: kernel_regularizer=L2(0.0001)" in out
 
 
+@pytest.mark.slow  # a subprocess or a full example: seconds, run in CI
 def test_convert_for_export_folds_batchnorm_and_strips_training_layers(files, tmp_path):
     (source,) = copy(files, tmp_path, "cnn.keras")
     done = run("convert", "cnn.keras", "-o", "out.keras", "--fold-batchnorm",

@@ -80,6 +80,7 @@ def test_prints_layer_order_and_findings(ran, capsys):
     assert "[bn-after-dropout]" in words and '(the "variance shift")' in words
 
 
+@pytest.mark.slow  # a subprocess or a full example: seconds, run in CI
 def test_runs_as_a_script():
     proc = subprocess.run([sys.executable, str(EXAMPLE)], capture_output=True, text=True,
                           timeout=300)

@@ -6,6 +6,7 @@ import sys
 
 import keras
 import numpy as np
+import pytest
 from keras import layers
 
 import custom_pass
@@ -15,6 +16,7 @@ import unet_l2
 EXAMPLES = pathlib.Path(__file__).resolve().parent.parent / "examples"
 
 
+@pytest.mark.slow  # a subprocess or a full example: seconds, run in CI
 def test_unet_l2_penalty_is_the_formula(capsys):
     out = unet_l2.main(["--size", "32", "--samples", "8", "--epochs", "2"])
     model = out["model"]
@@ -94,6 +96,7 @@ def test_relu_to_leaky_on_relu_layers_shared_and_capped():
     np.testing.assert_allclose(new(x)[0], np.where(first > 0, first, 0.1 * first), rtol=1e-6)
 
 
+@pytest.mark.slow  # a subprocess or a full example: seconds, run in CI
 def test_custom_pass_runs_as_a_script():
     done = subprocess.run([sys.executable, str(EXAMPLES / "custom_pass.py")],
                           capture_output=True, text=True, timeout=300)

@@ -210,6 +210,7 @@ def test_any_pass_sequence_leaves_the_callers_model_alone(spec, passes):
 
 @settings(PROFILE, max_examples=N, deadline=None)
 @given(spec=model_specs(), passes=pass_subsets(), compile_it=st.booleans())
+@pytest.mark.slow  # a subprocess or a full example: seconds, run in CI
 def test_save_load_rewrite_save_load_keeps_predictions(spec, passes, compile_it):
     model = build(spec)
     if compile_it:

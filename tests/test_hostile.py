@@ -67,6 +67,7 @@ def one_error_line(err):
 # --------------------------------------------------------------------------- code that runs
 
 
+@pytest.mark.slow  # a subprocess or a full example: seconds, run in CI
 def test_a_keras_hub_package_in_the_current_folder_is_never_imported(tmp_path, model_file):
     # `python -m` puts the current folder first on sys.path, and Keras's deserializer imports
     # the modules a config names: a folder holding keras_hub/ would run its code.
@@ -104,6 +105,7 @@ def keras_package_in(folder):
     [sys.executable, "-m", "keras_rewrite_cli"],
     [sys.executable, "-m", "keras_rewrite"],
 ])
+@pytest.mark.slow  # a subprocess or a full example: seconds, run in CI
 def test_a_keras_package_in_the_current_folder_is_never_imported(command, tmp_path, model_file):
     keras_package_in(tmp_path)
     (tmp_path / "m.keras").write_bytes(model_file.read_bytes())
@@ -311,6 +313,7 @@ SIGNAL_SCRIPT = textwrap.dedent("""\
 
 
 @pytest.mark.parametrize("name, code", [("SIGINT", 130), ("SIGTERM", 143)])
+@pytest.mark.slow  # a subprocess or a full example: seconds, run in CI
 def test_signals_end_with_their_status_one_line_and_nothing_left(here, name, code):
     env = {**os.environ, "TMPDIR": str(here / "tmp")}
     done = subprocess.run([sys.executable, "-c", SIGNAL_SCRIPT.format(name=name)], cwd=here,

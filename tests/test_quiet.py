@@ -21,6 +21,7 @@ SCRIPT = textwrap.dedent("""
 
 
 @pytest.mark.parametrize("backend", ["tensorflow", "jax"])
+@pytest.mark.slow  # a subprocess or a full example: seconds, run in CI
 def test_no_log_noise_on_stderr(backend):
     if backend == "jax":
         pytest.importorskip("jax", reason="install the test extras: pip install -e '.[test]'")
@@ -48,6 +49,7 @@ CHANNELS_FIRST = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow  # a subprocess or a full example: seconds, run in CI
 def test_importing_keras_rewrite_first_keeps_channels_first_convolutions_working():
     # Quieting TensorFlow once meant TF_ENABLE_ONEDNN_OPTS=0, and without oneDNN TensorFlow
     # has no CPU kernel for a channels_first Conv2D (UnimplementedError in the whole process).

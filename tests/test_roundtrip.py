@@ -178,6 +178,7 @@ def test_seed_models_roundtrip():
     roundtrip(build_unet((64, 64, 3)), np.random.rand(1, 64, 64, 3).astype("float32") * 255)
 
 
+@pytest.mark.slow  # a subprocess or a full example: seconds, run in CI
 def test_compiled_model_is_compiled_alike_with_a_fresh_optimizer():
     model = build_cnn()
     model.optimizer.learning_rate = 0.0123
@@ -300,6 +301,7 @@ def test_frozen_model_with_a_trainable_layer_inside_is_kept():
     assert copy.get_layer("head").trainable is True
 
 
+@pytest.mark.slow  # a subprocess or a full example: seconds, run in CI
 def test_training_the_copy_leaves_the_original_untouched():
     # The copy's variables start out sharing the original's buffers (assign from the
     # original's value, no extra copy); the backend must copy before the first write.
