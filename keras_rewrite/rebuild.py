@@ -146,19 +146,24 @@ class _Rebuilder:
                 layer = self.copy(spec, why)
                 zeroed = False
                 outputs = self.call_copy(spec, layer, args, kwargs)
-        if (spec.subgraph is None and isinstance(layer, keras.layers.Layer)
-                and layer.name not in self.report.layers):
-            # Every rebuilt layer is reported, weightless ones too (built at creation).
-            record = self.report.layers[layer.name] = transfer_weights(
-                spec, layer, copied_because=self.copied.get(id(spec)),
-                assets_dir=self.assets_dir)
-            if zeroed:
-                initialize_new_weights(spec, layer, record)
-            if spec.sublayer_regularizers:
-                _keras.set_sublayer_regularizers(layer, spec.sublayer_regularizers)
-            if spec.weights is not None:
-                set_pass_weights(spec, layer, record)
+        self.carry(spec, layer, zeroed)
         return keras.tree.flatten(outputs)
+
+    def carry(self, spec, layer, zeroed: bool) -> None:
+        """Once per rebuilt layer, right after it is built: its state (weights.py), initial
+        values for what could not be carried, sub-layer regularizers, a pass's weights."""
+        if (spec.subgraph is not None or not isinstance(layer, keras.layers.Layer)
+                or layer.name in self.report.layers):
+            return
+        # Every rebuilt layer is reported, weightless ones too (built at creation).
+        record = self.report.layers[layer.name] = transfer_weights(
+            spec, layer, copied_because=self.copied.get(id(spec)), assets_dir=self.assets_dir)
+        if zeroed:
+            initialize_new_weights(spec, layer, record)
+        if spec.sublayer_regularizers:
+            _keras.set_sublayer_regularizers(layer, spec.sublayer_regularizers)
+        if spec.weights is not None:
+            set_pass_weights(spec, layer, record)
 
     def call_copy(self, spec, layer, args, kwargs):
         try:
@@ -283,17 +288,7 @@ class _Rebuilder:
                                    f"rebuilt: {type(exc).__name__}: {exc}") from exc
         zeroed = {id(layer) for spec, layer in fresh if spec.source is not None}
         for spec, layer in zip(specs, layers):
-            if (spec.subgraph is None and isinstance(layer, keras.layers.Layer)
-                    and layer.name not in self.report.layers):
-                record = self.report.layers[layer.name] = transfer_weights(
-                    spec, layer, copied_because=self.copied.get(id(spec)),
-                    assets_dir=self.assets_dir)
-                if id(layer) in zeroed:
-                    initialize_new_weights(spec, layer, record)
-                if spec.sublayer_regularizers:
-                    _keras.set_sublayer_regularizers(layer, spec.sublayer_regularizers)
-                if spec.weights is not None:
-                    set_pass_weights(spec, layer, record)
+            self.carry(spec, layer, id(layer) in zeroed)
         _keras.set_own_trainable(model, graph.graph.get("trainable", True))
         shapes = {input_id: [tuple(input_layer.output.shape)]}
         for node_id, layer in zip(chain, layers):
