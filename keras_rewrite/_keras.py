@@ -358,6 +358,18 @@ def _new_variable_like(variable):
     return new
 
 
+def sublayers(layer, *, include_self=True, recursive=True) -> list:
+    """`layer`'s sub-layers (depth first, each once), in Keras's tracking order: the order the
+    indices in `LayerSpec.sublayer_regularizers` refer to."""
+    return list(layer._flatten_layers(include_self=include_self, recursive=recursive))
+
+
+def own_variables(layer, trainable_only=False) -> list:
+    """The variables `layer` holds itself (not its sub-layers'), in creation order."""
+    own = list(layer._trainable_variables)
+    return own if trainable_only else own + list(layer._non_trainable_variables)
+
+
 def is_keras_layer(layer) -> bool:
     """A layer class of Keras itself (not a subclass defined elsewhere)."""
     return type(layer).__module__.startswith("keras.src.")

@@ -84,7 +84,7 @@ class LayerSpec:
         config_error: why `get_config()` failed, or None.
         sublayer_regularizers: regularizers for kernels the config does not describe (held
             by sub-layers of a custom layer): ``{(sub-layer index in
-            _flatten_layers(include_self=True, recursive=True), config key): (variable
+            _keras.sublayers(layer), config key): (variable
             attribute, in_cell, serialized regularizer)}``; the rebuild sets them.
         weights: values a pass computed for this layer (pruned, folded, reshaped), as
             ``{weight label: array}`` with labels as the report names weights (``kernel``,

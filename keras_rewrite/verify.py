@@ -37,6 +37,7 @@ import dataclasses
 import hashlib
 import math
 
+from . import _keras
 from .errors import RewriteError
 
 __all__ = ["Difference", "Comparison", "ModelMismatchError", "LayerSummary", "ModelSummary",
@@ -162,11 +163,9 @@ def summarize(model) -> ModelSummary:
 
 
 def _children(layer) -> list:
-    # The one private access of this module: Keras has no public way to list a layer's direct
-    # sublayers (models have `.layers`, plain layers nothing). It belongs with the other Keras
-    # internals in `_keras.py` (owned by the core; move it there when convenient).
+    # Keras has no public way to list a layer's direct sub-layers (models have `.layers`).
     try:
-        return list(layer._flatten_layers(include_self=False, recursive=False))
+        return _keras.sublayers(layer, include_self=False, recursive=False)
     except Exception:
         return []
 

@@ -52,6 +52,7 @@ from typing import Iterator
 import keras
 from keras import layers
 
+from .. import _keras
 from ..errors import PassError
 from ..graph import iter_graphs, topological_order, to_graph
 from .base import Change, Pass, PassResult
@@ -133,7 +134,7 @@ class _Site:
     A kernel held by a sub-layer (MultiHeadAttention's query/key/value/output, the layer
     inside Bidirectional or TimeDistributed, the Dense layers of a custom transformer block)
     is a site of its own: `sub_index` is its position in the layer's
-    ``_flatten_layers(include_self=True, recursive=True)`` and `sub` the original sub-layer.
+    ``_keras.sublayers(layer)`` and `sub` the original sub-layer.
     """
 
     spec: object  # LayerSpec
@@ -478,12 +479,12 @@ def _has_bias(config: dict) -> bool:
 
 def _sublayer_sites(spec, scope) -> Iterator[_Site]:
     """The kernels a layer holds in sub-layers, at any depth (see `_Site`)."""
-    subs = list(spec.source._flatten_layers(include_self=True, recursive=True))
+    subs = _keras.sublayers(spec.source)
     inside = set()  # sub-layers of a site (an LSTM's cell): the site already covers them
     for index, sub in enumerate(subs[1:], start=1):
         kind = _kind_of(type(sub))
         if kind is not None and id(sub) not in inside:
-            inside.update(id(s) for s in sub._flatten_layers(include_self=False, recursive=True))
+            inside.update(id(s) for s in _keras.sublayers(sub, include_self=False))
             yield _Site(spec, kind, scope, index, sub)
 
 
@@ -506,8 +507,8 @@ def _uncovered_kernels(graph, decisions) -> list[Change]:
                     or spec.subgraph is not None or not isinstance(spec.source, layers.Layer)):
                 continue
             seen.add(id(spec))
-            for sub in spec.source._flatten_layers(include_self=True, recursive=True):
-                for variable in sub._trainable_variables:
+            for sub in _keras.sublayers(spec.source):
+                for variable in _keras.own_variables(sub, trainable_only=True):
                     name = variable.name.lower()
                     if id(variable) in covered or not ("kernel" in name or "embedding" in name):
                         continue
