@@ -1,12 +1,10 @@
 """Rewrite passes. See `base` for what a pass is and how `run_passes` checks each one.
 
-Built in: `L2Regularization` ("l2"), `SpatialDropout` ("spatial_dropout"),
-`ReorderBlocks` ("reorder"), `StripInference` ("strip_inference"), `FoldBatchNorm`
-("fold_batchnorm").
+Each pass declares itself once, on its class (`short_name`, `summary`, options = its
+``__init__`` arguments); `registry` finds this package's passes and third-party ones (entry-point
+group ``keras_rewrite.passes``). Built in: see ``python -m keras_rewrite.passes.registry``.
 """
 from __future__ import annotations
-
-import importlib
 
 from ..errors import PassError
 from .base import Change, Pass, PassResult, run_passes
@@ -16,18 +14,17 @@ __all__ = ["Pass", "PassResult", "Change", "run_passes", "resolve_passes", "seri
            "L2Regularization", "SpatialDropout", "ReorderBlocks", "StripInference",
            "FoldBatchNorm"]
 
-# class name -> module, imported on first use; short name -> class name.
-_BUILT_IN = {"L2Regularization": ".l2", "SpatialDropout": ".spatial_dropout",
-             "ReorderBlocks": ".reorder", "StripInference": ".strip_inference",
-             "FoldBatchNorm": ".fold_batchnorm"}
-SHORT_NAMES = {"l2": "L2Regularization", "spatial_dropout": "SpatialDropout",
-               "reorder": "ReorderBlocks", "strip_inference": "StripInference",
-               "fold_batchnorm": "FoldBatchNorm"}
-
 
 def __getattr__(name):
-    if name in _BUILT_IN:
-        return getattr(importlib.import_module(_BUILT_IN[name], __name__), name)
+    # Pass classes (`passes.L2Regularization`) and `SHORT_NAMES` come from the registry, on
+    # first use: importing this package stays light.
+    from .registry import passes
+
+    if name == "SHORT_NAMES":
+        return {short: cls.__name__ for short, cls in passes().items()}
+    by_class = {cls.__name__: cls for cls in passes().values()}
+    if name in by_class:
+        return by_class[name]
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
@@ -37,32 +34,40 @@ def resolve_passes(passes):
         passes = [passes]
     if isinstance(passes, (dict, bytes)) or not hasattr(passes, "__iter__"):
         raise PassError(f"expected passes as a list of passes (Pass objects, functions taking "
-                        f"the graph, or names from {sorted(SHORT_NAMES)}); received "
+                        f"the graph, or names from {sorted(_registered())}); received "
                         f"{passes!r} of type {type(passes).__name__}")
     resolved = []
     for p in passes:
         if isinstance(p, str):
-            if p not in SHORT_NAMES:
+            registered = _registered()
+            if p not in registered:
                 raise PassError(f"unknown pass name {p!r}; expected one of "
-                                f"{sorted(SHORT_NAMES)} or a pass object")
-            resolved.append(__getattr__(SHORT_NAMES[p])())
+                                f"{sorted(registered)} or a pass object")
+            resolved.append(registered[p]())
         elif callable(p):
             resolved.append(p)
         else:
             raise PassError(f"expected a pass (a Pass object, a function taking the graph, or "
-                            f"one of {sorted(SHORT_NAMES)}); received {p!r} of type "
+                            f"one of {sorted(_registered())}); received {p!r} of type "
                             f"{type(p).__name__}")
     return resolved
 
 
+def _registered() -> dict:
+    from .registry import passes
+
+    return passes()
+
+
 def serialize_passes(passes) -> list | None:
-    """``[{"class": name, "config": {...}}, ...]`` for built-in passes, or None if any pass
-    is not a built-in one with a config (a function, a third-party pass)."""
+    """``[{"class": name, "config": {...}}, ...]`` for registered passes, or None if any pass
+    cannot be re-created from a config (a function, a pass without `get_config`)."""
+    by_class = {cls.__name__: cls for cls in _registered().values()}
     out = []
     for p in passes:
         name = type(p).__name__
         config = p.get_config() if isinstance(p, Pass) else None
-        if name not in _BUILT_IN or type(p) is not __getattr__(name) or config is None:
+        if by_class.get(name) is not type(p) or config is None:
             return None
         out.append({"class": name, "config": config})
     return out
@@ -70,9 +75,10 @@ def serialize_passes(passes) -> list | None:
 
 def deserialize_passes(specs) -> list:
     """The passes `serialize_passes` described."""
+    by_class = {cls.__name__: cls for cls in _registered().values()}
     passes = []
     for spec in specs:
-        if not isinstance(spec, dict) or spec.get("class") not in _BUILT_IN:
-            raise PassError(f"expected a built-in pass {sorted(_BUILT_IN)}; received {spec!r}")
-        passes.append(__getattr__(spec["class"])(**spec.get("config", {})))
+        if not isinstance(spec, dict) or spec.get("class") not in by_class:
+            raise PassError(f"expected a registered pass {sorted(by_class)}; received {spec!r}")
+        passes.append(by_class[spec["class"]](**spec.get("config", {})))
     return passes

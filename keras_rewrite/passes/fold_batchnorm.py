@@ -43,6 +43,9 @@ class FoldBatchNorm(Rule):
         >>> exported = keras_rewrite.rewrite(model, ["fold_batchnorm"])  # doctest: +SKIP
     """
 
+    short_name = "fold_batchnorm"
+    summary = "folds each BatchNormalization into the conv/dense layer before it (for export)"
+
     pattern = L(_FOLDABLE) >> layers.BatchNormalization
     outputs_unchanged = None  # equal up to float32 rounding, not provably bit for bit
 

@@ -207,6 +207,10 @@ class L2Regularization(Pass):
         True
     """
 
+    short_name = "l2"
+    summary = "L2 on every kernel, in sub-layers at any depth too; per-layer coefficients by name or glob"
+    outputs_unchanged = True  # declared; each run reports its own verdict
+
     structural = False
 
     def __init__(self, factor=1e-4, per_layer=None, layer_types=None, include_biases=False,

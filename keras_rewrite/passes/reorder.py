@@ -479,6 +479,10 @@ class ReorderBlocks(Pass):
     See the module docstring for what is matched and when outputs provably stay the same.
     """
 
+    short_name = "reorder"
+    summary = "reorders the BatchNorm / activation / pooling / dropout run after each conv/dense layer; splits a fused activation off"
+    outputs_unchanged = None  # declared; each run reports its own verdict
+
     structural = True
 
     def __init__(self, order=DEFAULT_ORDER, split_fused_activation: bool = True):

@@ -116,6 +116,10 @@ class SpatialDropout(Pass):
         ['dropout', 'dropout_1']
     """
 
+    short_name = "spatial_dropout"
+    summary = "Dropout on rank 3/4/5 feature maps becomes SpatialDropout1D/2D/3D (rate, seed, name kept)"
+    outputs_unchanged = True  # declared; each run reports its own verdict
+
     def get_config(self) -> dict:
         return {}
 

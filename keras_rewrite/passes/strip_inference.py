@@ -32,6 +32,10 @@ class StripInference(Pass):
         >>> deployable = keras_rewrite.rewrite(model, ["strip_inference"])  # doctest: +SKIP
     """
 
+    short_name = "strip_inference"
+    summary = "removes the layers that act only while training (Dropout family, noise, ActivityRegularization)"
+    outputs_unchanged = True  # declared; each run reports its own verdict
+
     def get_config(self) -> dict:
         return {}
 
