@@ -163,6 +163,14 @@ def build_parser() -> argparse.ArgumentParser:
     add_pass_options(inspect_parser)
     _add_load_options(inspect_parser)
 
+    sub.add_parser("passes", formatter_class=formatter,
+                   help="list the registered passes, their options and defaults",
+                   description=_para("List every registered pass (built in, and third-party "
+                                     "ones from the 'keras_rewrite.passes' entry points): its "
+                                     "short name for --pass and --passes files, its options "
+                                     "with their defaults, whether it can act on a live model "
+                                     "and whether it keeps inference outputs."))
+
     demo = sub.add_parser(
         "demo", formatter_class=formatter,
         help="convert the two bundled seed models with all three passes",

@@ -300,6 +300,14 @@ def cmd_demo(args, session: Session) -> int:
 # --------------------------------------------------------------------------- lint, inspect
 
 
+def cmd_passes(args, session: Session) -> int:
+    """Print the registered passes (the README's table, from the same declarations)."""
+    from keras_rewrite.passes.registry import option_table
+
+    print(option_table())
+    return EXIT_OK
+
+
 def read_graph(read, model, label: str, session: Session):
     """(read(model), None), or (None, exit status) after printing the one-line error."""
     from keras_rewrite.errors import RewriteError

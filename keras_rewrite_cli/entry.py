@@ -36,11 +36,12 @@ def main(argv=None) -> int:
         if args.command is None:
             parser.print_help(sys.stderr)
             return EXIT_USAGE
-        from .commands import Session, cmd_convert, cmd_demo, cmd_inspect, cmd_lint
+        from .commands import Session, cmd_convert, cmd_demo, cmd_inspect, cmd_lint, cmd_passes
 
         commands = {"convert": cmd_convert, "lint": cmd_lint, "inspect": cmd_inspect,
-                    "demo": cmd_demo}
-        session = Session(unsafe=getattr(args, "unsafe", False), verbose=args.verbose,
+                    "demo": cmd_demo, "passes": cmd_passes}
+        session = Session(unsafe=getattr(args, "unsafe", False),
+                          verbose=getattr(args, "verbose", False),
                           as_json=getattr(args, "format", "text") == "json")
         import warnings
 

@@ -24,7 +24,8 @@ DEFAULT_REORDER = "bn,act,pool,drop"
 MODEL_SUFFIXES = (".keras", ".h5", ".hdf5")
 
 PASS_ORDER_HELP = """\
-passes run in this order: those of --passes FILE.toml (in the file's order), then --l2 /
+passes run in this order: those of --passes FILE.toml (in the file's order), then each --pass,
+then --l2 /
 --l2-layer, --spatial-dropout, --reorder, --fold-batchnorm, --strip-inference. Without any pass
 option the output is an exact copy.
 """
@@ -201,9 +202,43 @@ def fix_hint(pass_name: str) -> str:
     return option.fix if option else f"--passes FILE.toml (pass {pass_name!r})"
 
 
+def pass_with_settings(text: str) -> tuple[str, dict]:
+    """A ``--pass`` value ``NAME[:OPTION=VALUE,...]`` as (name, settings); values are Python
+    literals (``1e-4``, ``True``, ``'x'``) or else plain text (``order=bn,act,pool,drop``).
+
+    >>> pass_with_settings("l2:factor=1e-4,include_biases=True")
+    ('l2', {'factor': 0.0001, 'include_biases': True})
+    >>> pass_with_settings("reorder:order=bn,act,pool,drop")
+    ('reorder', {'order': 'bn,act,pool,drop'})
+    """
+    import ast
+    import re
+
+    name, _, rest = text.partition(":")
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+        raise argparse.ArgumentTypeError(
+            f"expected NAME[:OPTION=VALUE,...] such as 'l2:factor=1e-4'; received {text!r}")
+    settings = {}
+    for item in re.split(r",(?=\s*[A-Za-z_]\w*\s*=)", rest) if rest else []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip().isidentifier():
+            raise argparse.ArgumentTypeError(
+                f"expected OPTION=VALUE after '{name}:'; received {item!r} in {text!r}")
+        try:
+            settings[key.strip()] = ast.literal_eval(value.strip())
+        except (ValueError, SyntaxError):
+            settings[key.strip()] = value.strip()
+    return name, settings
+
+
 def add_pass_options(parser) -> None:
-    """The pass options of `PASS_OPTIONS`, then ``--passes``."""
+    """``--pass`` (any registered pass, with its options), the flags of `PASS_OPTIONS`, then
+    ``--passes``."""
     group = parser.add_argument_group("passes", PASS_ORDER_HELP.rstrip())
+    group.add_argument("--pass", dest="pass_", type=pass_with_settings, action="append",
+                       default=[], metavar="NAME[:OPTION=VALUE,...]",
+                       help="run the registered pass NAME with these options (repeatable; "
+                            "`keras-rewrite passes` lists them), e.g. --pass l2:factor=1e-4")
     for option in PASS_OPTIONS:
         option.add(group)
     names = " | ".join(f'"{o.name}"' for o in PASS_OPTIONS)
@@ -290,6 +325,11 @@ def load_pass_file(path) -> list[PassSpec]:
 def pass_specs_from_args(args) -> list[PassSpec]:
     """The pass plan the command-line options ask for, in the documented order."""
     specs = load_pass_file(args.passes) if getattr(args, "passes", None) else []
+    for name, settings in getattr(args, "pass_", []):
+        option = BY_NAME.get(name)
+        if option is not None:
+            settings = option.settings_from_file(dict(settings))
+        specs.append(PassSpec(name, settings, f"--pass {name}"))
     for option in PASS_OPTIONS:
         settings = option.settings(args)
         if settings is not None:

@@ -986,3 +986,40 @@ def test_convert_for_export_folds_batchnorm_and_strips_training_layers(files, tm
     model = krio.load_model(tmp_path / "out.keras")
     kinds = {type(layer).__name__ for layer in model.layers}
     assert not kinds & {"BatchNormalization", "Dropout", "SpatialDropout2D"}
+
+
+@pytest.mark.slow  # a subprocess or a full example: seconds, run in CI
+def test_pass_option_runs_any_registered_pass_with_its_options(files, tmp_path):
+    (source,) = copy(files, tmp_path, "cnn.keras")
+    done = run("convert", "cnn.keras", "-o", "out.keras", "--pass", "l2:factor=0.001",
+               "--pass", "reorder:order=bn,act,pool,drop", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    model = krio.load_model(tmp_path / "out.keras")
+    factors = {layer.get_config()["kernel_regularizer"]["config"]["l2"]
+               for layer in model.layers if "kernel_regularizer" in layer.get_config()}
+    assert factors == {0.001}
+    assert "\n  ReorderBlocks: " in done.stdout  # ran, with the order given
+
+
+@pytest.mark.parametrize("value,expected", [
+    ("l2:factor=1e-4,include_biases=True", ("l2", {"factor": 1e-4, "include_biases": True})),
+    ("reorder:order=bn,act,pool,drop", ("reorder", {"order": "bn,act,pool,drop"})),
+    ("strip_inference", ("strip_inference", {})),
+])
+def test_pass_values_are_read_as_literals_or_text(value, expected):
+    assert pass_options.pass_with_settings(value) == expected
+
+
+def test_passes_lists_the_registry_and_bad_pass_options_are_usage_errors(files, tmp_path,
+                                                                         capsys):
+    from keras_rewrite.passes import registry
+
+    assert entry.main(["passes"]) == 0
+    assert capsys.readouterr().out.strip() == registry.option_table()
+    (source,) = copy(files, tmp_path, "cnn.keras")
+    for bad, match in ((["--pass", "nope"], "unknown pass 'nope'"),
+                       (["--pass", "l2:bogus=1"], "unknown setting(s) ['bogus']"),
+                       (["--pass", "l2:factor"], "expected OPTION=VALUE")):
+        status_code = entry.main(["convert", str(source), "--dry-run", *bad])
+        assert status_code == 2
+        assert match in capsys.readouterr().err
