@@ -133,10 +133,10 @@ def zero_initializers(layer):
     zeros = keras.initializers.Zeros()
     swapped = []
     try:
-        sublayers = list(layer._flatten_layers(include_self=True, recursive=True))
+        subs = sublayers(layer)
     except Exception:  # a layer that cannot list its sub-layers just keeps its initializers
-        sublayers = [layer]
-    for sub in sublayers:
+        subs = [layer]
+    for sub in subs:
         for attr, value in list(vars(sub).items()):
             if attr.endswith("initializer") and isinstance(value, keras.initializers.Initializer):
                 swapped.append((sub, attr, value))
@@ -276,18 +276,18 @@ def copy_layer_object(layer, *, move_variables=False):
     """
     from keras.src.utils import tracking
 
-    sublayers = list(layer._flatten_layers(include_self=True, recursive=True))
+    subs = sublayers(layer)
     memo = {}
-    for sub in sublayers:
+    for sub in subs:
         memo[id(sub._inbound_nodes)] = []
         memo[id(sub._outbound_nodes)] = []
         memo[id(sub)] = object.__new__(type(sub))
-    for variable in _all_variables(sublayers):
+    for variable in _all_variables(subs):
         memo[id(variable)] = variable if move_variables else _new_variable_like(variable)
     with _modules_copy_as_themselves(), tracking.DotNotTrackScope():
-        for sub in sublayers:
+        for sub in subs:
             memo[id(sub)].__dict__.update(copy.deepcopy(vars(sub), memo))
-    for sub in sublayers:
+    for sub in subs:
         # Keras's trackers remember what they hold by id(): point them at the copies.
         tracker = getattr(sub, "_tracker", None)
         if tracker is not None:
@@ -300,7 +300,7 @@ def copy_layer_object(layer, *, move_variables=False):
 def snapshot_live_state(model):
     """A function that puts back every attribute of `model`'s layers and every variable's
     regularizer and constraint as they are now (for all-or-nothing in-place passes)."""
-    layers = list(model._flatten_layers(include_self=True, recursive=True))
+    layers = sublayers(model)
     saved = [(layer, dict(vars(layer))) for layer in layers]
     variables = [(v, v.regularizer, v.constraint) for v in model.variables]
 
@@ -386,7 +386,7 @@ def layer_structure(layer, shapes=True):
         return tuple((tuple(v.shape), str(v.dtype)) for v in own) if shapes else len(own)
 
     return [(type(sub).__name__, variables(sub))
-            for sub in layer._flatten_layers(include_self=True, recursive=True)]
+            for sub in sublayers(layer)]
 
 
 _BASE_SAVE = Layer.save_own_variables
@@ -417,8 +417,7 @@ def carry_state(source, target, assets_dir):
     `save_assets` / `load_assets` (lookup vocabularies). `assets_dir()` returns a scratch
     folder for assets. The caller checks `layer_structure` equality first.
     """
-    pairs = zip(source._flatten_layers(include_self=True, recursive=True),
-                target._flatten_layers(include_self=True, recursive=True))
+    pairs = zip(sublayers(source), sublayers(target))
     for i, (old, new) in enumerate(pairs):
         if (type(old).save_own_variables is _BASE_SAVE
                 and type(new).load_own_variables is _BASE_LOAD):
@@ -444,7 +443,7 @@ def set_sublayer_regularizers(layer, regularizers) -> None:
     Both the sub-layer's attribute (what its `get_config` shows) and the variable's
     `regularizer` (what the loss reads: setting the attribute on a built layer does nothing).
     """
-    subs = list(layer._flatten_layers(include_self=True, recursive=True))
+    subs = sublayers(layer)
     for (index, key), (variable_attr, in_cell, serialized) in regularizers.items():
         owner = subs[index].cell if in_cell else subs[index]
         regularizer = keras.regularizers.get(serialized)
@@ -452,11 +451,6 @@ def set_sublayer_regularizers(layer, regularizers) -> None:
         variable = getattr(owner, variable_attr, None)
         if isinstance(variable, keras.Variable):
             variable.regularizer = regularizer
-
-
-def has_assets(layer) -> bool:
-    return any(callable(getattr(sub, "save_assets", None))
-               for sub in layer._flatten_layers(include_self=True, recursive=True))
 
 
 # --------------------------------------------------------------------- Functional subclasses
