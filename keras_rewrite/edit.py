@@ -8,7 +8,8 @@ attributes (`slot` on the consumer side, `tensor_index` on the producer side) st
 - `remove_node`: drop a single-input, single-output call; its consumers take its input.
 - `insert_after`: put a new single-input call on one output of a node; that output's
   consumers now take the new node's output.
-- `permute_run`: reorder a linear run of single-input, single-output calls.
+- `check_linear_run`: whether calls form a linear run (`keras_rewrite.view.View.replace_run`
+  replaces or reorders one).
 - `inline_model`: replace a nested model's call by its own calls.
 
 What the edits rely on: a node with one input edge has exactly one tensor slot, ``Slot(0)``
@@ -41,7 +42,7 @@ import networkx as nx
 from .errors import GraphError
 from .graph import LayerSpec, Slot, iter_graphs, slots_of
 
-__all__ = ["remove_node", "insert_after", "permute_run", "check_linear_run", "inline_model",
+__all__ = ["remove_node", "insert_after", "check_linear_run", "inline_model",
            "inline_models_sharing_layers"]
 
 _CALL_KINDS = ("layer", "op")
@@ -108,7 +109,8 @@ def remove_node(graph: nx.MultiDiGraph, node_id) -> None:
 
 
 def insert_after(graph: nx.MultiDiGraph, node_id, spec: LayerSpec, *, tensor_index: int = 0,
-                 call_args=None, output_shapes=None, meta: dict | None = None) -> str:
+                 call_args=None, output_shapes=None, meta: dict | None = None,
+                 new_id: str | None = None) -> str:
     """Insert a new call of `spec` on output `tensor_index` of `node_id`; return its node id.
 
     Every consumer of that output (model outputs included) then reads the new node's output,
@@ -125,6 +127,9 @@ def insert_after(graph: nx.MultiDiGraph, node_id, spec: LayerSpec, *, tensor_ind
             ``Slot(0)``. Default: ``((Slot(0),), {})``.
         output_shapes: the new node's output shapes if known (else None, "unknown").
         meta: initial ``meta`` dict.
+        new_id: the new node's id, when the caller already knows it is free
+            (`keras_rewrite.view.View` does, from its index); otherwise it is found by a walk
+            over the graph, O(number of nodes).
 
     Raises:
         GraphError: unknown or output node, a tensor index the node does not have, a name
@@ -146,7 +151,8 @@ def insert_after(graph: nx.MultiDiGraph, node_id, spec: LayerSpec, *, tensor_ind
     if slots != [Slot(0)]:
         raise GraphError(f"cannot insert '{spec.name}': expected call_args with exactly one "
                          f"Slot(0), received {call_args!r}")
-    new_id = _node_id_for(graph, spec)
+    if new_id is None:
+        new_id = _node_id_for(graph, spec)
     consumers = [(v, d) for _, v, d in graph.out_edges(node_id, data=True)
                  if d["tensor_index"] == tensor_index]
     graph.add_node(new_id, kind="layer", spec=spec, call_args=call_args,
@@ -206,41 +212,6 @@ def check_linear_run(graph: nx.MultiDiGraph, run: Sequence) -> None:
                     f"cannot move {_describe(graph, node_id)} as part of run {list(run)}: "
                     f"expected its output to have one user ('{run[i + 1]}'), received "
                     f"{len(users)} users {users}")
-
-
-def permute_run(graph: nx.MultiDiGraph, run: Sequence, new_order: Sequence) -> None:
-    """Rewire a linear run (see `check_linear_run`) so its nodes are called in `new_order`.
-
-    The run's producer edge keeps its ``tensor_index`` and now feeds ``new_order[0]``; every
-    consumer of the run's last node keeps its ``slot`` and now reads ``new_order[-1]``. Nodes
-    keep their specs, call templates and metadata (so their weights travel with them); a
-    node that now sees a different input shape needs ``output_shapes = None`` from the
-    caller.
-
-    Raises:
-        GraphError: `run` is not a linear run, or `new_order` is not a permutation of it.
-    """
-    run, new_order = list(run), list(new_order)
-    if not run:
-        return
-    if len(new_order) != len(run) or set(new_order) != set(run):
-        raise GraphError(f"expected new_order to be a permutation of the run {run}, "
-                         f"received {new_order}")
-    check_linear_run(graph, run)
-    if new_order == run:
-        return
-    producer, in_edge = next((u, d) for u, _, d in graph.in_edges(run[0], data=True))
-    consumers = [(v, d) for _, v, d in graph.out_edges(run[-1], data=True)]
-    for node_id in run:
-        for u, v, k in list(graph.in_edges(node_id, keys=True)):
-            graph.remove_edge(u, v, k)
-    for _, v, k in list(graph.out_edges(run[-1], keys=True)):
-        graph.remove_edge(run[-1], v, k)
-    graph.add_edge(producer, new_order[0], **{**in_edge, "slot": 0})
-    for before, after in zip(new_order, new_order[1:]):
-        graph.add_edge(before, after, slot=0, tensor_index=0)
-    for consumer, edge in consumers:
-        graph.add_edge(new_order[-1], consumer, **{**edge, "tensor_index": 0})
 
 
 def inline_model(graph: nx.MultiDiGraph, node_id) -> None:

@@ -126,7 +126,13 @@ class Node:
 
     @property
     def output_shapes(self) -> list | None:
+        """The shapes of the call's outputs as recorded, or None ("unknown")."""
         return self._data["output_shapes"]
+
+    @output_shapes.setter
+    def output_shapes(self, shapes):
+        # The rebuild checks every recorded shape: record only what an edit keeps true.
+        self._data["output_shapes"] = None if shapes is None else [tuple(s) for s in shapes]
 
     @property
     def meta(self) -> dict:
@@ -359,7 +365,8 @@ class View:
         the new node; its output shape is recorded as unknown.
         """
         spec = self._spec_from(layer, like=None)
-        new_id = _insert_after(node.graph, node.id, spec, tensor_index=tensor_index)
+        new_id = _insert_after(node.graph, node.id, spec, tensor_index=tensor_index,
+                               new_id=self._new_node_id(node.graph, spec))
         self._add_to_index(node.graph, new_id, spec)
         return Node(self, node.graph, new_id)
 

@@ -5,8 +5,7 @@ import pytest
 from keras import layers
 
 import keras_rewrite
-from keras_rewrite.edit import (check_linear_run, inline_model, insert_after, permute_run,
-                                remove_node)
+from keras_rewrite.edit import inline_model, insert_after, remove_node
 from keras_rewrite.errors import GraphError
 from keras_rewrite.rebuild import to_model
 from keras_rewrite.graph import LayerSpec, Slot, fresh_name, to_graph, validate
@@ -127,79 +126,6 @@ def test_insert_after_a_shared_spec_adds_a_second_call():
     new_id = insert_after(g, "relu", spec)
     validate(g)
     assert new_id == "relu:1" and g.nodes[new_id]["spec"] is spec
-
-
-def test_permute_run_rewires_and_keeps_specs():
-    model = chain_model()
-    g = to_graph(model)
-    specs = {n: g.nodes[n]["spec"] for n in ("drop", "bn", "relu")}
-    permute_run(g, ["drop", "bn", "relu"], ["bn", "relu", "drop"])
-    validate(g)
-    assert edges_into(g, "bn") == [("conv", 0, 0)]
-    assert edges_into(g, "relu") == [("bn", 0, 0)]
-    assert edges_into(g, "drop") == [("relu", 0, 0)]
-    assert edges_into(g, "head") == [("drop", 0, 0)]
-    assert all(g.nodes[n]["spec"] is s for n, s in specs.items())
-    rebuilt = keras_rewrite.to_model(g)
-    order = [l.name for l in rebuilt.layers]
-    assert order.index("bn") < order.index("relu") < order.index("drop") < order.index("head")
-    # Dropout is the identity at inference, so the permuted model computes the same function.
-    x = random_inputs(model)
-    np.testing.assert_allclose(np.asarray(rebuilt(x)), np.asarray(model(x)), atol=1e-6)
-
-
-def test_permute_run_keeps_tensor_indices_at_both_ends():
-    g = to_graph(split_model())
-    split = next(n for n, d in g.nodes(data=True) if d["kind"] == "op")
-    # The run's last node ('act') has two users, 'cat' (slot 1) and a model output: allowed,
-    # and both move to the new last node.
-    permute_run(g, ["d", "drop", "act"], ["act", "d", "drop"])
-    validate(g)
-    assert edges_into(g, "act") == [(split, 0, 1)]
-    assert edges_into(g, "d") == [("act", 0, 0)]
-    assert edges_into(g, "drop") == [("d", 0, 0)]
-    assert edges_into(g, "cat") == sorted([(split, 0, 0), ("drop", 1, 0)])
-    assert edges_into(g, "output:1") == [("drop", 0, 0)]
-
-
-def test_permute_run_refuses_a_tensor_with_two_users_inside_the_run():
-    inputs = keras.Input((4,), name="x")
-    h = layers.Dense(4, name="d")(inputs)
-    a = layers.ReLU(name="a")(h)
-    b = layers.Dropout(0.1, name="b")(a)
-    side = layers.Dense(2, name="side")(a)
-    g = to_graph(keras.Model(inputs, [b, side]))
-    with pytest.raises(keras_rewrite.GraphError, match=r"'a' \(ReLU\) as part of run .*expected "
-                                                       r"its output to have one user \('b'\), "
-                                                       r"received 2 users \['b', 'side'\]"):
-        permute_run(g, ["a", "b"], ["b", "a"])
-    validate(g)
-
-
-def test_permute_run_refusals_leave_the_graph_alone():
-    g = to_graph(chain_model())
-    before = sorted(g.edges(data="slot"))
-    with pytest.raises(keras_rewrite.GraphError, match="permutation of the run"):
-        permute_run(g, ["drop", "bn"], ["bn", "relu"])
-    with pytest.raises(keras_rewrite.GraphError, match="expected its input to come from 'drop', "
-                                                       "received it from 'bn'"):
-        check_linear_run(g, ["drop", "relu"])
-    with pytest.raises(keras_rewrite.GraphError, match="distinct"):
-        check_linear_run(g, ["drop", "drop"])
-    with pytest.raises(keras_rewrite.GraphError, match="kind 'output'"):
-        permute_run(g, ["head", "output:0"], ["output:0", "head"])
-    assert sorted(g.edges(data="slot")) == before
-
-
-def test_permute_run_refuses_a_model_output_inside_the_run():
-    inputs = keras.Input((4,), name="x")
-    h = layers.Dense(4, name="d")(inputs)
-    a = layers.ReLU(name="a")(h)
-    b = layers.Dropout(0.1, name="b")(a)
-    g = to_graph(keras.Model(inputs, [a, b]))
-    with pytest.raises(keras_rewrite.GraphError, match=r"'a' \(ReLU\).*received 2 users "
-                                                       r"\['b', 'output:0'\]"):
-        permute_run(g, ["a", "b"], ["b", "a"])
 
 
 def tied_model():

@@ -8,6 +8,7 @@ import keras_rewrite
 from keras_rewrite import GraphError, to_graph, validate
 from keras_rewrite.passes import PassResult
 from keras_rewrite.view import View
+from helpers import random_inputs
 
 
 def two_branch_model():
@@ -176,3 +177,108 @@ def test_iteration_is_topological_and_includes_nested_models():
     dense.set_config(units=4, use_bias=False)
     new = keras_rewrite.to_model(graph)
     assert new.get_layer("inner").get_layer("inner_dense").bias is None
+
+# ---------------------------------------------------------------- replace_run as a permutation
+# (ReorderBlocks moves its runs this way: kept nodes keep their specs, so weights travel.)
+
+
+def permute(g, run, new_order):
+    view = View(g)
+    return view.replace_run([view.node(g, n) for n in run], [view.node(g, n) for n in new_order])
+
+
+def edges_into(g, node_id):
+    return sorted((u, d["slot"], d["tensor_index"]) for u, _, d in g.in_edges(node_id, data=True))
+
+
+def split_model():
+    """A layer with two outputs feeding a one-input chain: shows tensor_index being kept."""
+    inputs = keras.Input((6,), name="x")
+    a, b = keras.ops.split(inputs, 2, axis=-1)  # an op node with two outputs
+    h = layers.Dense(3, name="d")(b)
+    h = layers.Dropout(0.5, name="drop")(h)
+    h = layers.Activation("relu", name="act")(h)
+    out = layers.Concatenate(name="cat")([a, h])
+    return keras.Model(inputs, [out, h])
+
+
+def chain_model():
+    inputs = keras.Input((8, 8, 3), name="x")
+    x = layers.Conv2D(4, 3, padding="same", name="conv")(inputs)
+    x = layers.Dropout(0.3, name="drop")(x)
+    x = layers.BatchNormalization(name="bn")(x)
+    x = layers.ReLU(name="relu")(x)
+    return keras.Model(inputs, layers.Dense(2, name="head")(x))
+
+
+def test_replace_run_permuting_rewires_and_keeps_specs():
+    model = chain_model()
+    g = to_graph(model)
+    specs = {n: g.nodes[n]["spec"] for n in ("drop", "bn", "relu")}
+    permute(g, ["drop", "bn", "relu"], ["bn", "relu", "drop"])
+    validate(g)
+    assert edges_into(g, "bn") == [("conv", 0, 0)]
+    assert edges_into(g, "relu") == [("bn", 0, 0)]
+    assert edges_into(g, "drop") == [("relu", 0, 0)]
+    assert edges_into(g, "head") == [("drop", 0, 0)]
+    assert all(g.nodes[n]["spec"] is s for n, s in specs.items())
+    rebuilt = keras_rewrite.to_model(g)
+    order = [l.name for l in rebuilt.layers]
+    assert order.index("bn") < order.index("relu") < order.index("drop") < order.index("head")
+    # Dropout is the identity at inference, so the permuted model computes the same function.
+    x = random_inputs(model)
+    np.testing.assert_allclose(np.asarray(rebuilt(x)), np.asarray(model(x)), atol=1e-6)
+
+
+def test_replace_run_permuting_keeps_tensor_indices_at_both_ends():
+    g = to_graph(split_model())
+    split = next(n for n, d in g.nodes(data=True) if d["kind"] == "op")
+    # The run's last node ('act') has two users, 'cat' (slot 1) and a model output: allowed,
+    # and both move to the new last node.
+    permute(g, ["d", "drop", "act"], ["act", "d", "drop"])
+    validate(g)
+    assert edges_into(g, "act") == [(split, 0, 1)]
+    assert edges_into(g, "d") == [("act", 0, 0)]
+    assert edges_into(g, "drop") == [("d", 0, 0)]
+    assert edges_into(g, "cat") == sorted([(split, 0, 0), ("drop", 1, 0)])
+    assert edges_into(g, "output:1") == [("drop", 0, 0)]
+
+
+def test_replace_run_permuting_refuses_a_tensor_with_two_users_inside_the_run():
+    inputs = keras.Input((4,), name="x")
+    h = layers.Dense(4, name="d")(inputs)
+    a = layers.ReLU(name="a")(h)
+    b = layers.Dropout(0.1, name="b")(a)
+    side = layers.Dense(2, name="side")(a)
+    g = to_graph(keras.Model(inputs, [b, side]))
+    with pytest.raises(keras_rewrite.GraphError, match=r"'a' \(ReLU\) as part of run .*expected "
+                                                       r"its output to have one user \('b'\), "
+                                                       r"received 2 users \['b', 'side'\]"):
+        permute(g, ["a", "b"], ["b", "a"])
+    validate(g)
+
+
+def test_replace_run_permuting_refusals_leave_the_graph_alone():
+    g = to_graph(chain_model())
+    before = sorted(g.edges(data="slot"))
+    with pytest.raises(keras_rewrite.GraphError, match=r"cannot keep Node\('relu'.*expected a node of the run"):
+        permute(g, ["drop", "bn"], ["bn", "relu"])
+    with pytest.raises(keras_rewrite.GraphError, match="expected its input to come from 'drop', "
+                                                       "received it from 'bn'"):
+        keras_rewrite.edit.check_linear_run(g, ["drop", "relu"])
+    with pytest.raises(keras_rewrite.GraphError, match="distinct"):
+        keras_rewrite.edit.check_linear_run(g, ["drop", "drop"])
+    with pytest.raises(keras_rewrite.GraphError, match="kind 'output'"):
+        permute(g, ["head", "output:0"], ["output:0", "head"])
+    assert sorted(g.edges(data="slot")) == before
+
+
+def test_replace_run_permuting_refuses_a_model_output_inside_the_run():
+    inputs = keras.Input((4,), name="x")
+    h = layers.Dense(4, name="d")(inputs)
+    a = layers.ReLU(name="a")(h)
+    b = layers.Dropout(0.1, name="b")(a)
+    g = to_graph(keras.Model(inputs, [a, b]))
+    with pytest.raises(keras_rewrite.GraphError, match=r"'a' \(ReLU\).*received 2 users "
+                                                       r"\['b', 'output:0'\]"):
+        permute(g, ["a", "b"], ["b", "a"])

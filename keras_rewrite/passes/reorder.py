@@ -20,8 +20,9 @@ exactly one consumer and is not a model output (the run's last tensor may have m
 Classes are matched exactly, not by subclass: a subclass may compute something else, and the
 proofs below are about these layers. A layer of a category missing from `order` ends a run.
 The run is sorted by category into `order`, stably (two activations keep their order), and
-rewired with `keras_rewrite.edit.permute_run`; every moved node keeps its `LayerSpec`, so its
-weights (BatchNormalization's moving mean and variance too) travel with it.
+rewired with `keras_rewrite.view.View.replace_run`; every moved node keeps its `LayerSpec`, so
+its weights (BatchNormalization's moving mean and variance too) travel with it. The pass reads
+the graph and its weights through the view only (`Node.weights`), never a live layer.
 
 With ``split_fused_activation`` (and "bn" before "act" in `order`), an anchor with a fused
 activation (``activation != "linear"``) whose run holds a BatchNormalization is split first:
@@ -49,7 +50,8 @@ So the pass checks each inverted pair, at inference (training=False), on the act
   * Average pooling is a per-channel mean over a window: ``mean(s·x + t) = s·mean(x) + t``,
     so they commute always (``padding="same"`` averages over fewer values, still a mean).
   * Max pooling: ``max(s·x_i + t) = s·max(x_i) + t`` when ``s ≥ 0``; when ``s < 0`` the max
-    becomes a min. The pass reads gamma and the moving variance from the original layer and
+    becomes a min. The pass reads gamma and the moving variance (`Node.weights`: the original
+    layer's values, or those an earlier pass set) and
     claims "unchanged" only when every channel has ``s ≥ 0`` (``s = 0`` maps a channel to the
     constant t, which commutes too). Rounding is monotonic, so this holds in float32 exactly.
 - An element-wise activation f commutes with max pooling when f is non-decreasing:
@@ -92,14 +94,13 @@ from __future__ import annotations
 import dataclasses
 from typing import Sequence
 
-import keras
 import networkx as nx
 import numpy as np
 from keras import layers
 
-from ..edit import insert_after, permute_run
 from ..errors import PassError
-from ..graph import LayerSpec, fresh_name, iter_graphs, topological_order
+from ..graph import LayerSpec
+from ..view import Node, View
 from .base import Change, Pass, PassResult
 
 __all__ = ["ReorderBlocks", "Block", "find_blocks", "CATEGORIES", "DEFAULT_ORDER",
@@ -168,14 +169,17 @@ def check_order(order) -> tuple:
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class _Member:
-    """One layer of a run: a graph node, or (node_id None) the anchor's fused activation."""
+    """One layer of a run: a call, or (node None) the anchor's fused activation."""
 
-    node_id: str | None
+    node: Node | None
     category: str
     cls: type
     config: dict
-    source: object
     label: str
+
+    @property
+    def node_id(self):
+        return None if self.node is None else self.node.id
 
 
 @dataclasses.dataclass
@@ -203,6 +207,7 @@ class Block:
     reasons: list = dataclasses.field(default_factory=list)
     skip_reason: str | None = None
     split_refused: str | None = None
+    view: View | None = dataclasses.field(default=None, repr=False)
 
     @property
     def needs_change(self) -> bool:
@@ -223,95 +228,80 @@ class Block:
 
 
 def find_blocks(graph: nx.MultiDiGraph, order=DEFAULT_ORDER,
-                split_fused_activation: bool = True) -> list[Block]:
+                split_fused_activation: bool = True, *, view: View | None = None) -> list[Block]:
     """Every block in `graph` and its nested models' graphs, without changing anything.
 
     Blocks already in order are included (``needs_change`` False). `keras_rewrite.lint`
-    uses this to say which findings the pass fixes.
+    uses this to say which findings the pass fixes. `view`: a `View` of `graph` to reuse.
     """
     order = check_order(order)
-    calls_per_spec = {}
-    for g in iter_graphs(graph):
-        for _, data in g.nodes(data=True):
-            spec = data.get("spec")
-            if spec is not None:
-                calls_per_spec[id(spec)] = calls_per_spec.get(id(spec), 0) + 1
+    view = View(graph) if view is None else view
     blocks = []
-    for g in iter_graphs(graph):
-        for anchor in topological_order(g):
-            data = g.nodes[anchor]
-            if data["kind"] != "layer" or not is_anchor(data["spec"]):
+    for anchor in view.layers():
+        if not is_anchor(anchor.spec):
+            continue
+        for first in dict.fromkeys(user for user, _ in anchor.users):
+            run = _run_from(first, order)
+            if not run:
                 continue
-            consumers = list(dict.fromkeys(v for _, v in g.out_edges(anchor)))
-            for first in consumers:
-                run = _run_from(g, first, order)
-                if not run:
-                    continue
-                block = _plan(g, anchor, run, order, split_fused_activation, calls_per_spec)
-                if len(block.members) > 1 or block.split_refused:
-                    blocks.append(block)
+            block = _plan(view, anchor, run, order, split_fused_activation)
+            if len(block.members) > 1 or block.split_refused:
+                blocks.append(block)
     return blocks
 
 
-def _is_movable(g, node_id, order) -> bool:
-    data = g.nodes[node_id]
-    if data["kind"] != "layer" or category_of(data["spec"]) not in order:
+def _is_movable(node: Node, order) -> bool:
+    if node.kind != "layer" or category_of(node.spec) not in order or len(node.inputs) != 1:
         return False
-    if g.in_degree(node_id) != 1:
-        return False
-    shapes = data["output_shapes"]
-    if shapes is not None and len(shapes) != 1:
-        return False
-    return all(d["tensor_index"] == 0 for _, _, d in g.out_edges(node_id, data=True))
+    shapes = node.output_shapes
+    return shapes is None or len(shapes) == 1
 
 
-def _run_from(g, first, order) -> list:
-    if not _is_movable(g, first, order):
+def _run_from(first: Node, order) -> list[Node]:
+    if not _is_movable(first, order):
         return []
     run = [first]
     while True:
-        users = list(g.out_edges(run[-1]))
+        users = run[-1].users
         # One consumer, which is a movable layer (so not a model output): the run goes on.
-        if len(users) != 1 or not _is_movable(g, users[0][1], order):
+        if len(users) != 1 or not _is_movable(users[0][0], order):
             return run
-        run.append(users[0][1])
+        run.append(users[0][0])
 
 
-def _member(g, node_id) -> _Member:
-    spec = g.nodes[node_id]["spec"]
-    return _Member(node_id, category_of(spec), spec.cls, spec.config, spec.source, node_id)
+def _member(node: Node) -> _Member:
+    return _Member(node, category_of(node.spec), node.layer_class, dict(node.config), node.id)
 
 
-def _plan(g, anchor, run, order, split_fused_activation, calls_per_spec) -> Block:
-    anchor_spec = g.nodes[anchor]["spec"]
-    members = [_member(g, n) for n in run]
+def _plan(view, anchor: Node, run: list[Node], order, split_fused_activation) -> Block:
+    members = [_member(n) for n in run]
     split_refused = None
-    fused = anchor_spec.config.get("activation", "linear")
+    fused = anchor.config.get("activation", "linear")
     wants_split = (split_fused_activation and fused not in ("linear", None)
                    and "bn" in order and "act" in order
                    and order.index("bn") < order.index("act")
                    and any(m.category == "bn" for m in members))
     if wants_split:
-        if g.out_degree(anchor) != 1:
+        users, calls = len(anchor.users), len(anchor.calls)
+        if users != 1:
             split_refused = (f"fused activation {fused!r} not split: the output of "
-                             f"'{anchor}' has {g.out_degree(anchor)} consumers")
-        elif calls_per_spec.get(id(anchor_spec), 0) != 1:
+                             f"'{anchor.id}' has {users} consumers")
+        elif calls != 1:
             split_refused = (f"fused activation {fused!r} not split: layer "
-                             f"'{anchor_spec.name}' is called "
-                             f"{calls_per_spec[id(anchor_spec)]} times")
+                             f"'{anchor.name}' is called {calls} times")
         else:
             members.insert(0, _Member(None, "act", layers.Activation, {"activation": fused},
-                                      None, f"{anchor}'s fused activation"))
+                                      f"{anchor.id}'s fused activation"))
     planned = sorted(members, key=lambda m: order.index(m.category))
-    block = Block(g, anchor, [m.node_id for m in members], [m.node_id for m in planned],
-                  split_refused=split_refused)
+    block = Block(anchor.graph, anchor.id, [m.node_id for m in members],
+                  [m.node_id for m in planned], split_refused=split_refused, view=view)
     if not block.needs_change:
         return block
     position = {id(m): i for i, m in enumerate(planned)}
     inverted = [(a, b) for i, a in enumerate(members) for b in members[i + 1:]
                 if position[id(a)] > position[id(b)]]
     for a, b in inverted:
-        problem = _shape_problem(g, anchor, run, a, b)
+        problem = _shape_problem(anchor, run, a, b)
         if problem:
             block.skip_reason = problem
             block.outputs_unchanged = True  # nothing will move
@@ -327,9 +317,9 @@ def _plan(g, anchor, run, order, split_fused_activation, calls_per_spec) -> Bloc
 # ------------------------------------------------------------------------------ shape safety
 
 
-def _rank(g, anchor, run):
-    for node_id in [anchor, *run]:
-        shapes = g.nodes[node_id]["output_shapes"]
+def _rank(anchor: Node, run: list[Node]):
+    for node in [anchor, *run]:
+        shapes = node.output_shapes
         if shapes:
             return len(shapes[0])
     return None
@@ -339,12 +329,12 @@ def _absolute_axis(axis: int, rank: int | None) -> int:
     return axis + rank if axis < 0 and rank is not None else axis
 
 
-def _shape_problem(g, anchor, run, a: _Member, b: _Member) -> str | None:
+def _shape_problem(anchor: Node, run: list[Node], a: _Member, b: _Member) -> str | None:
     """Why moving `a` and `b` past each other would break a layer's shapes, or None."""
     if (a.category == "pool") == (b.category == "pool"):
         return None  # only pooling changes shapes
     pool, other = (a, b) if a.category == "pool" else (b, a)
-    rank = _rank(g, anchor, run)
+    rank = _rank(anchor, run)
     channels_last = pool.config.get("data_format", "channels_last") == "channels_last"
     if other.cls is layers.BatchNormalization:
         axis = other.config.get("axis", -1)
@@ -411,17 +401,21 @@ def _commutes(a: _Member, b: _Member) -> tuple[bool, str]:
     return False, f"no proof that '{a.label}' and '{b.label}' commute"
 
 
-def _to_numpy(variable):
-    return np.asarray(keras.ops.convert_to_numpy(variable), dtype=np.float64)
+def _weight(member: _Member, label: str):
+    """`label` of the member's layer as float64, or None when the layer has no such weight
+    (a layer made by a pass, with no values yet)."""
+    try:
+        return np.asarray(member.node.weights[label], dtype=np.float64)
+    except KeyError:
+        return None
 
 
 def _bn_scale_non_negative(bn: _Member, pool: _Member) -> tuple[bool, str]:
-    layer = bn.source
-    if layer is None or not getattr(layer, "built", False):
+    variance = _weight(bn, "moving_variance")
+    gamma = _weight(bn, "gamma") if bn.config.get("scale", True) else np.ones_like(variance)
+    if variance is None or gamma is None:
         return False, (f"'{bn.label}' has no trained weights to check, so BatchNormalization "
                        f"across max pooling '{pool.label}' cannot be proven exact")
-    variance = _to_numpy(layer.moving_variance)
-    gamma = _to_numpy(layer.gamma) if bn.config.get("scale", True) else np.ones_like(variance)
     with np.errstate(all="ignore"):
         scale = gamma / np.sqrt(variance + float(bn.config.get("epsilon", 1e-3)))
     bad = int(np.sum(~(np.isfinite(scale) & (scale >= 0))))
@@ -453,10 +447,10 @@ def _non_decreasing(act: _Member) -> tuple[bool, str]:
         return ok, f"'{label}' (ELU alpha={config.get('alpha')}) is " \
                    f"{'' if ok else 'not '}non-decreasing"
     if act.cls is layers.PReLU:
-        layer = act.source
-        if layer is None or not getattr(layer, "built", False):
+        alpha = _weight(act, "alpha")
+        if alpha is None:
             return False, f"'{label}' (PReLU) has no trained alpha to check"
-        ok = bool(np.all(_to_numpy(layer.alpha) >= 0))
+        ok = bool(np.all(alpha >= 0))
         return ok, (f"'{label}' (PReLU) has {'all' if ok else 'some negative'} alpha weights"
                     f"{' >= 0, so it is non-decreasing' if ok else ''}")
     return False, f"'{label}' ({act.cls.__name__}) is not an element-wise non-decreasing map"
@@ -512,7 +506,7 @@ class ReorderBlocks(Pass):
                 continue
             before = [block.label(n) for n in block.members]
             after = [block.label(n) for n in block.planned]
-            self._apply(graph, block)
+            _apply(block)
             verdict = ("outputs unchanged at inference" if block.outputs_unchanged
                        else "outputs change at inference, fine-tune the model")
             changes.append(Change(block.anchor, "reordered",
@@ -523,40 +517,41 @@ class ReorderBlocks(Pass):
         return PassResult(self.name, modified, changes,
                           outputs_unchanged=outputs_unchanged if modified else True)
 
-    @staticmethod
-    def _apply(root, block: Block) -> None:
-        g, members, planned = block.graph, list(block.members), list(block.planned)
-        if block.split:
-            new_id = _split_fused_activation(root, g, block.anchor)
-            members = [new_id if n is None else n for n in members]
-            planned = [new_id if n is None else n for n in planned]
-        permute_run(g, members, planned)
-        # A non-pooling layer's output shape is that of the last pooling before it in the
-        # run; pooling layers keep their relative order, so it changed exactly when the
-        # number of pooling layers before it did.
-        pools_before = {}
-        for sequence, key in ((members, "old"), (planned, "new")):
-            count = 0
-            for n in sequence:
-                pools_before.setdefault(n, {})[key] = count
-                if category_of(g.nodes[n]["spec"]) == "pool":
-                    count += 1
-        for n, counts in pools_before.items():
-            if counts["old"] != counts["new"]:
-                g.nodes[n]["output_shapes"] = None
+
+def _apply(block: Block) -> None:
+    view, g = block.view, block.graph
+    node = {n: view.node(g, n) for n in block.members if n is not None}
+    if block.split:
+        node[None] = _split_fused_activation(view, view.node(g, block.anchor))
+    members, planned = [node[n] for n in block.members], [node[n] for n in block.planned]
+    shapes = {n: n.output_shapes for n in members}
+    view.replace_run(members, planned)
+    # A non-pooling layer's output shape is that of the last pooling before it in the run;
+    # pooling layers keep their relative order, so it changed exactly when the number of
+    # pooling layers before it did. Those keep their recorded shape; the others keep what
+    # replace_run recorded (unknown, or the run's output shape for the last one).
+    pools_before = {}
+    for sequence, key in ((members, "old"), (planned, "new")):
+        count = 0
+        for n in sequence:
+            pools_before.setdefault(n, {})[key] = count
+            count += category_of(n.spec) == "pool"
+    for n, counts in pools_before.items():
+        if counts["old"] == counts["new"]:
+            n.output_shapes = shapes[n]
 
 
-def _split_fused_activation(root, g, anchor) -> str:
+def _split_fused_activation(view: View, anchor: Node) -> Node:
     """Make `anchor` linear and insert an Activation layer with its old activation after it."""
-    spec = g.nodes[anchor]["spec"]
-    activation = spec.config["activation"]
-    spec.config["activation"] = "linear"  # the graph's own copy of the config
-    name = fresh_name(root, f"{spec.name}_activation")
-    config = {"name": name, "trainable": spec.config.get("trainable", True),
+    activation = anchor.config["activation"]
+    shapes = anchor.output_shapes
+    view.set_config(anchor, activation="linear")
+    name = view.fresh_name(f"{anchor.name}_activation")
+    config = {"name": name, "trainable": anchor.config.get("trainable", True),
               "activation": activation}
-    if spec.config.get("dtype") is not None:
-        config["dtype"] = spec.config["dtype"]  # compute in the conv's dtype policy, as before
-    shapes = g.nodes[anchor]["output_shapes"]
-    return insert_after(g, anchor, LayerSpec(name, layers.Activation, config),
-                        output_shapes=list(shapes) if shapes is not None else None,
-                        meta={"created_by": "ReorderBlocks"})
+    if anchor.config.get("dtype") is not None:
+        config["dtype"] = anchor.config["dtype"]  # compute in the conv's dtype policy, as before
+    new = view.insert_after(anchor, LayerSpec(name, layers.Activation, config))
+    new.output_shapes = shapes
+    new.meta["created_by"] = "ReorderBlocks"
+    return new
