@@ -201,7 +201,55 @@ def compile_like(new_model, old_model):
     optimizer = old_model.optimizer
     if optimizer is not None:
         args["optimizer"] = type(optimizer).from_config(optimizer.get_config())
+        _carry_weight_decay_exclusions(optimizer, args["optimizer"], old_model, new_model)
+        args["optimizer"] = _loss_scaled_like(args["optimizer"], old_model, new_model)
     new_model.compile(**args)
+
+
+def _loss_scaled_like(optimizer, old_model, new_model):
+    """`optimizer` (new), wrapped in a LossScaleOptimizer when `new_model` computes in float16
+    and `old_model` did not, unwrapped in the opposite case.
+
+    Keras wraps it in `compile` only when the *model's own* dtype policy is "mixed_float16"
+    (the global policy when the model object was created); a rewrite that sets the policy of
+    each layer (`SetDtypePolicy`) leaves the model's own, so the wrapping is done here.
+    Without loss scaling, small float16 gradients underflow to zero.
+    """
+    def half(model):
+        return any(getattr(getattr(layer, "dtype_policy", None), "name", None) ==
+                   "mixed_float16" for layer in sublayers(model))
+
+    scaler = keras.optimizers.LossScaleOptimizer
+    if isinstance(optimizer, scaler):
+        return optimizer.inner_optimizer if half(old_model) and not half(new_model) else optimizer
+    return scaler(optimizer) if half(new_model) and not half(old_model) else optimizer
+
+
+def _carry_weight_decay_exclusions(old, new, old_model, new_model) -> None:
+    """`exclude_from_weight_decay` is not in an optimizer's config: carry the name pattern,
+    and the excluded variables by path (the rebuilt model's variables are new objects)."""
+    pattern = getattr(old, "_exclude_from_weight_decay_pattern", None)
+    excluded = getattr(old, "_exclude_from_weight_decay", None) or set()
+    if pattern is None and not excluded:
+        return
+    paths = {v.path for v in old_model.trainable_variables if old._var_key(v) in excluded}
+    new.exclude_from_weight_decay(
+        var_list=[v for v in new_model.trainable_variables if v.path in paths])
+    new._exclude_from_weight_decay_pattern = pattern
+
+
+def weight_decay_applies(optimizer, variable) -> bool:
+    """Whether `optimizer` applies its ``weight_decay`` to `variable` (Keras 3 decays every
+    trainable variable it updates unless `exclude_from_weight_decay` named it, by the variable
+    itself or by a pattern searched in ``variable.name``): Keras's own decision
+    (`_use_weight_decay`), read without filling its cache."""
+    if not getattr(optimizer, "weight_decay", None):
+        return False
+    excluded = getattr(optimizer, "_exclude_from_weight_decay", None) or set()
+    if excluded and optimizer._var_key(variable) in excluded:
+        return False
+    pattern = getattr(optimizer, "_exclude_from_weight_decay_pattern", None)
+    return pattern is None or pattern.search(variable.name) is None
 
 
 def _fresh(value):
@@ -445,12 +493,49 @@ def set_sublayer_regularizers(layer, regularizers) -> None:
     """
     subs = sublayers(layer)
     for (index, key), (variable_attr, in_cell, serialized) in regularizers.items():
-        owner = subs[index].cell if in_cell else subs[index]
         regularizer = keras.regularizers.get(serialized)
-        setattr(owner, key, regularizer)
-        variable = getattr(owner, variable_attr, None)
-        if isinstance(variable, keras.Variable):
-            variable.regularizer = regularizer
+        set_live_regularizer(subs[index], key, variable_attr, in_cell, regularizer, regularizer)
+
+
+# --------------------------------------------------------------------- live layers, in place
+# What a pass's `apply_in_place` changes on a built model (`RewriteCallback`): passes decide
+# on the graph and change live layers only through these functions.
+
+
+def _regularizer_owner(layer, in_cell: bool):
+    return layer.cell if in_cell else layer  # recurrent layers keep weights on their cell
+
+
+def regularized_variable(layer, variable_attr: str, in_cell: bool):
+    """The variable (or whatever the layer holds there) a regularizer setting applies to."""
+    return getattr(_regularizer_owner(layer, in_cell), variable_attr, None)
+
+
+def live_regularizers(layer, key: str, variable_attr: str, in_cell: bool):
+    """(declared, effective): the layer attribute `key` (what `get_config` and saving see)
+    and the regularizer of its variable `variable_attr` (what the loss reads)."""
+    variable = regularized_variable(layer, variable_attr, in_cell)
+    return (getattr(_regularizer_owner(layer, in_cell), key, None),
+            getattr(variable, "regularizer", None))
+
+
+def set_live_regularizer(layer, key: str, variable_attr: str, in_cell: bool, declared,
+                         effective) -> bool:
+    """Set the attribute `key` to `declared` and the variable's regularizer to `effective`;
+    False when `variable_attr` is not a variable (quantized or LoRA), so only the attribute
+    is set."""
+    owner = _regularizer_owner(layer, in_cell)
+    setattr(owner, key, declared)
+    variable = getattr(owner, variable_attr, None)
+    if not isinstance(variable, keras.Variable):
+        return False
+    variable.regularizer = effective
+    return True
+
+
+def set_live_noise_shape(layer, noise_shape) -> None:
+    """Give a live Dropout layer a `noise_shape` (used by its next traced call)."""
+    layer.noise_shape = noise_shape
 
 
 # --------------------------------------------------------------------- Functional subclasses

@@ -202,11 +202,15 @@ class Match(Sequence):
     Attributes:
         nodes: the matched `Node` s.
         reason: why the match is refused, or None when it is rewritten.
+        note: None, or a few words `check` or `rewrite` sets to explain the rewrite in the
+            report. `check` may also keep what it worked out on the match for `rewrite`
+            (``match.plan = ...``).
     """
 
     def __init__(self, nodes, reason: str | None = None):
         self.nodes = tuple(nodes)
         self.reason = reason
+        self.note = None  # a few words `check` or `rewrite` adds to the report's detail
         # As matched: the rewrite may remove or change these calls.
         self._described = [(n.name, n.class_name) for n in self.nodes]
 
@@ -354,7 +358,8 @@ class Rule(Pass):
                 except Refusal as refusal:
                     match.reason = refusal.reason
                 else:
-                    changes.append(Change(first, "replaced", detail))
+                    note = f" ({match.note})" if match.note else ""
+                    changes.append(Change(first, "replaced", detail + note))
                     continue
             changes.append(Change(first, "skipped", f"{match.describe()}: {match.reason}"))
         modified = any(c.action == "replaced" for c in changes)

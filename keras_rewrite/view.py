@@ -321,6 +321,21 @@ class View:
             spec.config = {**spec.config, **changed}
         return bool(changed)
 
+    def set_sublayer_regularizer(self, node: Node, sub_index: int, key: str, variable: str,
+                                 in_cell: bool, serialized: dict) -> None:
+        """Give a sub-layer of `node`'s layer a regularizer its config cannot hold
+        (`LayerSpec.sublayer_regularizers`; the rebuild sets it on the new sub-layer).
+
+        Args:
+            sub_index: the sub-layer's position in ``_keras.sublayers(layer)`` (0 is the layer).
+            key: the regularizer setting (``"kernel_regularizer"``).
+            variable: the attribute holding the variable it applies to (``"kernel"``).
+            in_cell: the sub-layer keeps its weights on ``.cell`` (a recurrent layer).
+            serialized: the serialized regularizer.
+        """
+        spec = self._layer_spec(node, "set a sub-layer regularizer of")
+        spec.sublayer_regularizers[(sub_index, key)] = (variable, in_cell, serialized)
+
     def replace(self, node: Node, new, weights: Mapping | None = None, *,
                 name: str | None = None) -> Node:
         """Make `node`'s layer `new` (a Keras layer or a `LayerSpec`) at every call of it.

@@ -54,7 +54,8 @@ from keras import layers
 
 from .. import _keras
 from ..errors import PassError
-from ..graph import iter_graphs, topological_order, to_graph
+from ..graph import to_graph
+from ..view import Node, View
 from .base import Change, Pass, PassResult
 
 __all__ = ["L2Regularization"]
@@ -137,11 +138,15 @@ class _Site:
     ``_keras.sublayers(layer)`` and `sub` the original sub-layer.
     """
 
-    spec: object  # LayerSpec
+    node: Node  # the layer's first call
     kind: _Kind | None
     scope: tuple  # names of the nested models containing it, innermost first
     sub_index: int = 0  # 0: the layer itself
     sub: object = None
+
+    @property
+    def spec(self):
+        return self.node.spec
 
     @property
     def label(self) -> str:
@@ -152,8 +157,13 @@ class _Site:
         return self.spec.cls if not self.sub_index else type(self.sub)
 
     @property
-    def config(self) -> dict:
-        return self.spec.config if not self.sub_index else self.sub.get_config()
+    def config(self):
+        return self.node.config if not self.sub_index else self.sub.get_config()
+
+    @property
+    def layer(self):
+        """The original (live) layer or sub-layer holding the weights."""
+        return self.spec.source if not self.sub_index else self.sub
 
 
 @dataclasses.dataclass
@@ -294,21 +304,23 @@ class L2Regularization(Pass):
 
     # ------------------------------------------------------------------ the shared decision
 
-    def _sites(self, graph, scope=(), seen=None) -> Iterator[_Site]:
-        """Each layer of `graph` with kernels (nested models' too), once per spec."""
-        seen = set() if seen is None else seen
-        for node_id in topological_order(graph):
-            data = graph.nodes[node_id]
-            spec = data["spec"]
-            if data["kind"] != "layer" or id(spec) in seen:
+    @staticmethod
+    def _sites(view: View) -> Iterator[_Site]:
+        """Each layer of the view with kernels (nested models' too), once per layer."""
+        scopes = {id(view.graph): ()}  # graph -> names of the models containing it
+        seen = set()
+        for node in view.layers():
+            spec = node.spec
+            if id(spec) in seen:
                 continue
             seen.add(id(spec))
-            if spec.subgraph is not None:
-                yield from self._sites(spec.subgraph, (spec.name, *scope), seen)
+            scope = scopes[id(node.graph)]
+            if node.is_model:
+                scopes[id(spec.subgraph)] = (spec.name, *scope)  # walked right after the call
             elif _kind_of(spec.cls) is not None:
-                yield _Site(spec, _kind_of(spec.cls), scope)
+                yield _Site(node, _kind_of(spec.cls), scope)
             elif isinstance(spec.source, layers.Layer):
-                yield from _sublayer_sites(spec, scope)
+                yield from _sublayer_sites(node, scope)
 
     def _coefficient(self, site: _Site) -> tuple[float, str]:
         """(coefficient, where it came from) for a layer: see `per_layer` in the docstring."""
@@ -377,7 +389,8 @@ class L2Regularization(Pass):
 
     def run(self, graph) -> PassResult:
         """Set the regularizers in the layer configs of `graph` (and its nested models)."""
-        sites = list(self._sites(graph))
+        view = View(graph)
+        sites = list(self._sites(view))
         decisions = self._decide(sites, _graph_existing)
         result = PassResult(self.name, modified=False, outputs_unchanged=True)
         for decision in decisions:
@@ -385,14 +398,14 @@ class L2Regularization(Pass):
             for a in decision.assignments:
                 if a.status not in ("add", "replace"):
                     continue
-                if site.sub_index:
-                    # Not in the layer's config: the rebuild sets it on the sub-layer.
-                    site.spec.sublayer_regularizers[(site.sub_index, a.weight.key)] = (
-                        a.weight.variable, site.kind.in_cell, _serialized_l2(a.coefficient))
+                if site.sub_index:  # not in the layer's config: the rebuild sets it
+                    view.set_sublayer_regularizer(site.node, site.sub_index, a.weight.key,
+                                                  a.weight.variable, site.kind.in_cell,
+                                                  _serialized_l2(a.coefficient))
                 else:
-                    site.spec.config[a.weight.key] = _serialized_l2(a.coefficient)
+                    view.set_config(site.node, **{a.weight.key: _serialized_l2(a.coefficient)})
             result.changes.append(self._change(decision, {}))
-        result.changes.extend(_uncovered_kernels(graph, decisions))
+        result.changes.extend(_uncovered_kernels(view, decisions))
         result.modified = any(c.action != "skipped" for c in result.changes)
         return result
 
@@ -410,16 +423,15 @@ class L2Regularization(Pass):
         Returns:
             The `PassResult`, as `run` reports it.
         """
-        sites = list(self._sites(to_graph(model)))
+        sites = list(self._sites(View(to_graph(model))))
         decisions = self._decide(sites, _live_existing)
         result = PassResult(self.name, modified=False, outputs_unchanged=True)
         for decision in decisions:
             notes = {}
+            site = decision.site
             for a in decision.assignments:
-                owner = _owner(decision.site)
-                variable = getattr(owner, a.weight.variable, None)
-                declared = getattr(owner, a.weight.key, None)
-                effective = getattr(variable, "regularizer", None)
+                declared, effective = _keras.live_regularizers(
+                    site.layer, a.weight.key, a.weight.variable, site.kind.in_cell)
                 if a.status in ("add", "replace"):
                     declared = effective = keras.regularizers.L2(a.coefficient)
                 elif declared is not None and effective is None:
@@ -432,10 +444,8 @@ class L2Regularization(Pass):
                     notes[a.weight.key] = "set on the layer too, so it is saved"
                 else:
                     continue
-                setattr(owner, a.weight.key, declared)
-                if isinstance(variable, keras.Variable):
-                    variable.regularizer = effective
-                else:
+                if not _keras.set_live_regularizer(site.layer, a.weight.key, a.weight.variable,
+                                                   site.kind.in_cell, declared, effective):
                     notes[a.weight.key] = (f"'{a.weight.variable}' is not a variable here "
                                            "(quantized or LoRA?), so only the config has it")
             result.changes.append(self._change(decision, notes))
@@ -481,18 +491,18 @@ def _has_bias(config: dict) -> bool:
     return bool(config.get("use_bias", True)) and config.get("bias_axes", "") is not None
 
 
-def _sublayer_sites(spec, scope) -> Iterator[_Site]:
+def _sublayer_sites(node: Node, scope) -> Iterator[_Site]:
     """The kernels a layer holds in sub-layers, at any depth (see `_Site`)."""
-    subs = _keras.sublayers(spec.source)
+    subs = _keras.sublayers(node.spec.source)
     inside = set()  # sub-layers of a site (an LSTM's cell): the site already covers them
     for index, sub in enumerate(subs[1:], start=1):
         kind = _kind_of(type(sub))
         if kind is not None and id(sub) not in inside:
             inside.update(id(s) for s in _keras.sublayers(sub, include_self=False))
-            yield _Site(spec, kind, scope, index, sub)
+            yield _Site(node, kind, scope, index, sub)
 
 
-def _uncovered_kernels(graph, decisions) -> list[Change]:
+def _uncovered_kernels(view: View, decisions) -> list[Change]:
     """A "skipped" change for every kernel-like variable no site covers, with the reason.
 
     Kernel-like: a variable named like a kernel or an embedding table, in any layer, e.g. a
@@ -502,45 +512,38 @@ def _uncovered_kernels(graph, decisions) -> list[Change]:
     for decision in decisions:
         site = decision.site
         for weight in site.kind.weights if site.kind else ():
-            covered.add(id(getattr(_owner(site), weight.variable, None)))
+            covered.add(id(_keras.regularized_variable(site.layer, weight.variable,
+                                                       site.kind.in_cell)))
     changes, seen = [], set()
-    for g in iter_graphs(graph):
-        for _, data in g.nodes(data=True):
-            spec = data.get("spec")
-            if (data["kind"] != "layer" or spec is None or id(spec) in seen
-                    or spec.subgraph is not None or not isinstance(spec.source, layers.Layer)):
-                continue
-            seen.add(id(spec))
-            for sub in _keras.sublayers(spec.source):
-                for variable in _keras.own_variables(sub, trainable_only=True):
-                    name = variable.name.lower()
-                    if id(variable) in covered or not ("kernel" in name or "embedding" in name):
-                        continue
-                    label = spec.name if sub is spec.source else f"{spec.name}/{sub.name}"
-                    changes.append(Change(
-                        label, "skipped",
-                        f"variable '{variable.name}' left without L2: {type(sub).__name__} "
-                        "holds it itself and has no regularizer setting this pass knows"))
+    for node in view.layers():
+        spec = node.spec
+        if id(spec) in seen or node.is_model or not isinstance(spec.source, layers.Layer):
+            continue
+        seen.add(id(spec))
+        for sub in _keras.sublayers(spec.source):
+            for variable in _keras.own_variables(sub, trainable_only=True):
+                name = variable.name.lower()
+                if id(variable) in covered or not ("kernel" in name or "embedding" in name):
+                    continue
+                label = spec.name if sub is spec.source else f"{spec.name}/{sub.name}"
+                changes.append(Change(
+                    label, "skipped",
+                    f"variable '{variable.name}' left without L2: {type(sub).__name__} "
+                    "holds it itself and has no regularizer setting this pass knows"))
     return changes
 
 
 def _graph_existing(site: _Site, weight: _Weight):
     """The regularizer a weight has in the graph: its config's, or a sub-layer's."""
     if not site.sub_index:
-        return site.spec.config.get(weight.key)
+        return site.config.get(weight.key)
     pending = site.spec.sublayer_regularizers.get((site.sub_index, weight.key))
     return pending[2] if pending else _live_existing(site, weight)
 
 
-def _owner(site: _Site):
-    layer = site.spec.source if not site.sub_index else site.sub
-    return layer.cell if site.kind.in_cell else layer
-
-
 def _live_existing(site: _Site, weight: _Weight):
     """A live layer's current regularizer: its attribute, or failing that its variable's."""
-    owner = _owner(site)
-    regularizer = getattr(owner, weight.key, None)
-    if regularizer is None:
-        regularizer = getattr(getattr(owner, weight.variable, None), "regularizer", None)
+    declared, effective = _keras.live_regularizers(site.layer, weight.key, weight.variable,
+                                                   site.kind.in_cell)
+    regularizer = declared if declared is not None else effective
     return None if regularizer is None else keras.saving.serialize_keras_object(regularizer)

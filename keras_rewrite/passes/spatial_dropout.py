@@ -24,33 +24,24 @@ Which Dropout layers (exactly `keras.layers.Dropout`; SpatialDropout already sub
 
 Dropout layers have no weights (their seed generator's state is not one of `layer.weights`),
 so the rebuilt SpatialDropout starts its random stream from its seed, as a fresh layer would.
+
+It is a `keras_rewrite.rules.Rule` on one call (a shared layer is decided once, over all its
+calls); `check` works out the new class, `rewrite` returns its spec.
 """
 from __future__ import annotations
 
-import dataclasses
-
 from keras import layers
 
-from ..graph import iter_layer_nodes, to_graph
-from .base import Change, Pass, PassResult
+from .. import _keras
+from ..graph import to_graph
+from ..rules import L, Match, Refusal, Rule
+from ..view import Node, View
+from .base import Change, PassResult
 
 __all__ = ["SpatialDropout"]
 
 _SPATIAL = {3: layers.SpatialDropout1D, 4: layers.SpatialDropout2D, 5: layers.SpatialDropout3D}
 _FORMATS = ("channels_last", "channels_first")
-
-
-@dataclasses.dataclass
-class _Decision:
-    """What to do with one Dropout layer (all of its calls)."""
-
-    spec: object  # LayerSpec
-    nodes: list  # (graph, node id) of every call of the layer
-    new_cls: type | None = None  # None: leave it alone
-    data_format: str = "channels_last"
-    noise_shape: tuple | None = None  # the equivalent Dropout noise_shape (for in place)
-    already_spatial: bool = False  # its own noise_shape already drops whole channels
-    reason: str = ""  # why it is left alone, or where the data_format came from
 
 
 def _channel_noise_shape(shape, data_format) -> tuple:
@@ -66,42 +57,78 @@ def _same_noise_shape(a, b) -> bool:
     return len(a) == len(b) and all(x is None or y is None or x == y for x, y in zip(a, b))
 
 
-def _input_shape(graph, node_id):
-    """Shape of the tensor in slot 0 of a node, or None if unknown."""
-    edges = [e for e in graph.in_edges(node_id, data=True) if e[2]["slot"] == 0]
-    if len(edges) != 1:
+def _input_shape(node: Node):
+    """Shape of the tensor in the first slot of a call, or None if unknown."""
+    inputs = node.inputs
+    if not inputs:
         return None
-    producer, _, edge = edges[0]
-    shapes = graph.nodes[producer]["output_shapes"]
-    if shapes is None or edge["tensor_index"] >= len(shapes):
+    producer, index = inputs[0]
+    shapes = producer.output_shapes
+    if shapes is None or index >= len(shapes):
         return None
-    return tuple(shapes[edge["tensor_index"]])
+    return tuple(shapes[index])
 
 
-def _upstream_data_format(graph, node_id):
+def _upstream_data_format(node: Node):
     """(data_format, layer name) of the nearest layer upstream that declares one, looking
     back only through layers whose output has the shape of their first input (BN,
     activations, Add, Dropout...); (None, None) if there is none."""
-    current = node_id
-    while True:
-        edges = [e for e in graph.in_edges(current, data=True) if e[2]["slot"] == 0]
-        if len(edges) != 1:
+    current = node
+    while current.inputs:
+        producer = current.inputs[0][0]
+        if producer.kind not in ("layer", "op") or producer.spec is None:
             return None, None
-        producer = edges[0][0]
-        data = graph.nodes[producer]
-        spec = data["spec"]
-        if data["kind"] not in ("layer", "op") or spec is None:
-            return None, None
-        data_format = spec.config.get("data_format")
+        data_format = producer.config.get("data_format")
         if data_format in _FORMATS:
-            return data_format, spec.name
-        shapes = data["output_shapes"]
-        if shapes is None or len(shapes) != 1 or _input_shape(graph, producer) != tuple(shapes[0]):
+            return data_format, producer.name
+        shapes = producer.output_shapes
+        if shapes is None or len(shapes) != 1 or _input_shape(producer) != tuple(shapes[0]):
             return None, None
         current = producer
+    return None, None
 
 
-class SpatialDropout(Pass):
+def _decide_call(node: Node):
+    """A reason string to leave this call alone, or (rank, data_format, noise_shape,
+    already_spatial, where the data_format came from)."""
+    shape = _input_shape(node)
+    if shape is None:
+        return "input rank unknown (no recorded shape for its input)"
+    rank = len(shape)
+    if rank not in _SPATIAL:
+        why = " (no feature maps, e.g. after Flatten or Dense)" if rank == 2 else ""
+        return f"input has rank {rank}{why}; SpatialDropout needs rank 3, 4 or 5"
+    upstream, upstream_origin = _upstream_data_format(node)
+    own = node.config.get("noise_shape")
+    if own is not None:
+        own = tuple(own)
+        # The upstream data_format when known. Otherwise channels_last, then channels_first,
+        # but not for a noise_shape of all ones (per-sample drop-connect): on a map with one
+        # row, (None, 1, 1, 1) equals the channels_first channel shape.
+        per_sample = all(d == 1 for d in own[1:])
+        formats = ([upstream] if upstream is not None
+                   else ["channels_last"] if per_sample else list(_FORMATS))
+        for data_format in formats:
+            target = _channel_noise_shape(shape, data_format)
+            if _same_noise_shape(own, target):
+                if rank == 3 and data_format == "channels_first":
+                    break
+                return (rank, data_format, target, True,
+                        f"its noise_shape={own} already drops whole channels")
+        return (f"has its own noise_shape={own} (e.g. drop-connect), which is not "
+                "whole-channel dropout")
+    data_format, origin = upstream, upstream_origin
+    if data_format is None:
+        data_format, origin = "channels_last", "default channels_last"
+    else:
+        origin = f"data_format {data_format} from '{origin}'"
+    if rank == 3 and data_format == "channels_first":
+        return ("input is channels_first (from upstream data_format); SpatialDropout1D "
+                "only drops channels_last feature maps")
+    return rank, data_format, _channel_noise_shape(shape, data_format), False, origin
+
+
+class SpatialDropout(Rule):
     """Replace Dropout on rank 3/4/5 feature maps with SpatialDropout1D/2D/3D.
 
     See the module docstring for which layers change and why others are left alone; every
@@ -118,107 +145,40 @@ class SpatialDropout(Pass):
 
     short_name = "spatial_dropout"
     summary = "Dropout on rank 3/4/5 feature maps becomes SpatialDropout1D/2D/3D (rate, seed, name kept)"
-    outputs_unchanged = True  # declared; each run reports its own verdict
+    outputs_unchanged = True
+    structural = False
+
+    # Exactly Dropout: SpatialDropout1D/2D/3D subclass it.
+    pattern = L(layers.Dropout, where=lambda node: node.layer_class is layers.Dropout)
 
     def get_config(self) -> dict:
         return {}
 
-    structural = False
-
-    # ------------------------------------------------------------------ the shared decision
-
-    def _decide(self, graph) -> list[_Decision]:
-        groups = {}  # id(spec) -> decision; a shared layer is one spec with several nodes
-        for g, node_id, data in iter_layer_nodes(graph):
-            spec = data["spec"]
-            if spec.cls is not layers.Dropout:
-                continue
-            groups.setdefault(id(spec), _Decision(spec, [])).nodes.append((g, node_id))
-        decisions = list(groups.values())
-        for decision in decisions:
-            self._decide_one(decision)
-        return decisions
-
-    def _decide_one(self, d: _Decision) -> None:
-        verdicts = [self._decide_call(d.spec, g, node_id) for g, node_id in d.nodes]
+    def check(self, match: Match):
+        (node,) = match
+        calls = node.calls
+        verdicts = [_decide_call(call) for call in calls]
         # Calls agree when they need the same layer; where the data_format was found may differ.
-        kinds = {v if isinstance(v, str) else v[:4] for v in verdicts}
-        if len(kinds) > 1:
-            calls = "; ".join(
-                f"call '{node_id}': " + (v if isinstance(v, str) else
+        if len({v if isinstance(v, str) else v[:4] for v in verdicts}) > 1:
+            described = "; ".join(
+                f"call '{call.id}': " + (v if isinstance(v, str) else
                                          f"{_SPATIAL[v[0]].__name__}, {v[1]}")
-                for (_, node_id), v in zip(d.nodes, verdicts))
-            d.reason = f"shared layer whose calls need different layers ({calls})"
-            return
-        verdict = verdicts[0]
-        if isinstance(verdict, str):
-            d.reason = verdict
-            return
-        rank, d.data_format, d.noise_shape, d.already_spatial, origin = verdict
-        d.new_cls = _SPATIAL[rank]
-        d.reason = origin
+                for call, v in zip(calls, verdicts))
+            return Refusal(f"shared layer whose calls need different layers ({described})")
+        if isinstance(verdicts[0], str):
+            return Refusal(verdicts[0])
+        match.plan = verdicts[0]
+        match.note = f"rate={node.config.get('rate')}, {verdicts[0][4]}"
 
-    def _decide_call(self, spec, graph, node_id):
-        """A reason string to leave this call alone, or (rank, data_format, noise_shape,
-        already_spatial, where the data_format came from)."""
-        shape = _input_shape(graph, node_id)
-        if shape is None:
-            return "input rank unknown (no recorded shape for its input)"
-        rank = len(shape)
-        if rank not in _SPATIAL:
-            why = " (no feature maps, e.g. after Flatten or Dense)" if rank == 2 else ""
-            return f"input has rank {rank}{why}; SpatialDropout needs rank 3, 4 or 5"
-        upstream, upstream_origin = _upstream_data_format(graph, node_id)
-        own = spec.config.get("noise_shape")
-        if own is not None:
-            own = tuple(own)
-            # The upstream data_format when known. Otherwise channels_last, then
-            # channels_first, but not for a noise_shape of all ones (per-sample drop-connect):
-            # on a map with one row, (None, 1, 1, 1) equals the channels_first channel shape.
-            per_sample = all(d == 1 for d in own[1:])
-            formats = ([upstream] if upstream is not None
-                       else ["channels_last"] if per_sample else list(_FORMATS))
-            for data_format in formats:
-                target = _channel_noise_shape(shape, data_format)
-                if _same_noise_shape(own, target):
-                    if rank == 3 and data_format == "channels_first":
-                        break
-                    return (rank, data_format, target, True,
-                            f"its noise_shape={own} already drops whole channels")
-            return (f"has its own noise_shape={own} (e.g. drop-connect), which is not "
-                    "whole-channel dropout")
-        data_format, origin = upstream, upstream_origin
-        if data_format is None:
-            data_format, origin = "channels_last", "default channels_last"
-        else:
-            origin = f"data_format {data_format} from '{origin}'"
-        if rank == 3 and data_format == "channels_first":
-            return ("input is channels_first (from upstream data_format); SpatialDropout1D "
-                    "only drops channels_last feature maps")
-        return rank, data_format, _channel_noise_shape(shape, data_format), False, origin
-
-    # ------------------------------------------------------------------ the two ways to apply
-
-    def run(self, graph) -> PassResult:
-        """Swap the class and config of each eligible Dropout's spec in `graph`."""
-        result = PassResult(self.name, modified=False, outputs_unchanged=True)
-        for d in self._decide(graph):
-            if d.new_cls is None:
-                result.changes.append(Change(d.spec.name, "skipped", d.reason))
-                continue
-            config = {k: d.spec.config[k] for k in ("name", "rate", "seed", "dtype")
-                      if k in d.spec.config}
-            if d.new_cls is not layers.SpatialDropout1D:  # 1D has no data_format argument
-                config["data_format"] = d.data_format
-            # `source` stays, so weights (none today) would still be matched by name.
-            new_spec = d.spec.replace(cls=d.new_cls, config=config)
-            for g, node_id in d.nodes:
-                g.nodes[node_id]["spec"] = new_spec
-            result.changes.append(Change(
-                d.spec.name, "replaced",
-                f"Dropout(rate={config['rate']}) -> {d.new_cls.__name__} ({d.reason})"))
-            result.modified = True
-        return result
+    def rewrite(self, match: Match):
+        (node,), (rank, data_format, *_) = match, match.plan
+        new_cls = _SPATIAL[rank]
+        config = {k: node.config[k] for k in ("name", "rate", "seed", "dtype")
+                  if k in node.config}
+        if new_cls is not layers.SpatialDropout1D:  # 1D has no data_format argument
+            config["data_format"] = data_format
+        # `source` stays, so weights (none today) would still be matched by name.
+        return node.spec.replace(cls=new_cls, config=config)
 
     def apply_in_place(self, model) -> PassResult:
         """Make each eligible Dropout of a live model drop whole channels, in place.
@@ -236,19 +196,21 @@ class SpatialDropout(Pass):
             The `PassResult`, one Change per Dropout ("set_noise_shape" or "skipped").
         """
         result = PassResult(self.name, modified=False, outputs_unchanged=True)
-        for d in self._decide(to_graph(model)):
-            layer = d.spec.source
-            if d.new_cls is None:
-                result.changes.append(Change(d.spec.name, "skipped", d.reason))
-            elif d.already_spatial:
+        for match in self.find(View(to_graph(model))):
+            name = match.names[0]
+            if match.refused:
+                result.changes.append(Change(name, "skipped", match.reason))
+                continue
+            rank, _, noise_shape, already_spatial, origin = match.plan
+            if already_spatial:
                 result.changes.append(Change(
-                    d.spec.name, "skipped", f"already drops whole channels ({d.reason})"))
-            else:
-                layer.noise_shape = d.noise_shape
-                result.changes.append(Change(
-                    d.spec.name, "set_noise_shape",
-                    f"noise_shape={d.noise_shape}: drops whole channels like "
-                    f"{d.new_cls.__name__} ({d.reason}); the class stays Dropout, since a "
-                    "live layer cannot change class (keras_rewrite.rewrite() swaps it)"))
-                result.modified = True
+                    name, "skipped", f"already drops whole channels ({origin})"))
+                continue
+            _keras.set_live_noise_shape(match[0].spec.source, noise_shape)
+            result.changes.append(Change(
+                name, "set_noise_shape",
+                f"noise_shape={noise_shape}: drops whole channels like "
+                f"{_SPATIAL[rank].__name__} ({origin}); the class stays Dropout, since a "
+                "live layer cannot change class (keras_rewrite.rewrite() swaps it)"))
+            result.modified = True
         return result
