@@ -23,18 +23,27 @@ Patterns
     True for it); ``where(node)`` is any further test on the `keras_rewrite.view.Node`.
     ``a | b`` matches either; ``a >> b >> c`` is a chain: each call reads the previous one's
     output (``L(layers.Conv2D) >> layers.BatchNormalization`` works too).
+    ``root.of(p1, p2, ...)`` is a small DAG: a call matching `root` whose tensor arguments, in
+    order, come from calls matching `p1`, `p2`, ... (each an element, a chain, or another
+    ``.of``); ``any_order=True`` for a merge whose argument order does not matter. `X("x")`
+    stands for any tensor, bound by name: ``L(layers.Multiply).of(X("x"),
+    L(layers.Activation, activation="sigmoid").of(X("x")))`` is ``x * sigmoid(x)`` (the same
+    ``x`` twice). A chain used as an argument takes any tensor into its first call.
 
 Matching
     Each graph (nested models' included) is walked once in topological order; a match starts
     at a call matching the chain's first element and follows, at each step, a user of its
-    output matching the next element. Cost: O(number of calls x chain length). A call belongs
+    output matching the next element. A DAG pattern is matched the other way, from a call
+    matching its root back through its arguments. Cost: O(number of calls x pattern size). A
+    DAG match's *inputs* are the tensors entering it from outside (`Match.inputs`). A call belongs
     to at most one accepted match (the first in topological order). A full match is refused,
     with the reason, when a call inside the chain has other users (fan-out, or the tensor is
     also a model output), when a call takes several tensors or gives several outputs, or when
     a layer of a chain of several calls is shared (called elsewhere too). A one-call pattern
     rewrites the *layer*: a shared layer is matched once, at its first call, and its
-    replacement stands at every call. Then `check` decides. Checks see the graph as it was
-    before the rule rewrote anything, so the dry run and the run agree.
+    replacement stands at every call. A DAG match is refused the same way when a call inside
+    it (any but the root) has a user outside it. Then `check` decides. Checks see the graph as
+    it was before the rule rewrote anything, so the dry run and the run agree.
 
 Rewrites
     `rewrite(match)` returns the replacement of the matched calls: a Keras layer, a
@@ -44,11 +53,14 @@ Rewrites
     matched layer of its class takes that layer's weights where they fit. Weights given with
     an item, or written through ``node.weights[...]`` on a kept node, are assigned by the
     rebuild and reported as transformed. Return None, or raise `Refusal`, to leave the match
-    as it is (reported as skipped).
+    as it is (reported as skipped). A DAG match's rewrite returns one layer (or spec, with
+    weights), called on the match's inputs (one tensor, or the list of them, as Keras merge
+    layers take them) in place of the whole match; or the root node, edited in place.
 """
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from typing import Mapping, Sequence
 
 import networkx as nx
@@ -58,7 +70,7 @@ from .passes.base import Pass
 from .report import Change, PassResult
 from .view import Node, View
 
-__all__ = ["Rule", "L", "Chain", "Match", "Refusal", "DryRun", "View", "Node"]
+__all__ = ["Rule", "L", "X", "Chain", "Tree", "Match", "Refusal", "DryRun", "View", "Node"]
 
 
 class Refusal(Exception):
@@ -90,6 +102,10 @@ class _Element:
 
     def __rrshift__(self, other) -> "Chain":
         return Chain((_element(other), self))
+
+    def of(self, *arguments, any_order: bool = False) -> "Tree":
+        """A call matching this element whose tensor arguments come from `arguments`."""
+        return Tree(self, arguments, any_order)
 
 
 class L(_Element):
@@ -177,6 +193,89 @@ class Chain:
                            for e in self.elements)
 
 
+class X:
+    """Any tensor, bound by name: the same name must be the same tensor throughout a match.
+
+    It is not part of the match: its producer is left as it is (it is one of the match's
+    inputs).
+    """
+
+    def __init__(self, name: str):
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"expected X(name) with a non-empty str; received {name!r}")
+        self.name = name
+
+    def __repr__(self):
+        return f"X({self.name!r})"
+
+
+class Tree:
+    """A call matching `root` whose tensor arguments come from `arguments`, in slot order (or
+    in any order with `any_order`): ``L(layers.Add).of(L(layers.Conv2D), X("skip"))``."""
+
+    def __init__(self, root, arguments, any_order: bool = False):
+        self.root = _element(root)
+        self.arguments = tuple(a if isinstance(a, (X, Tree, Chain)) else _element(a)
+                               for a in arguments)
+        if not self.arguments:
+            raise ValueError(f"expected {root!r}.of(...) with at least one argument pattern")
+        self.any_order = bool(any_order)
+
+    def size(self) -> int:
+        return 1 + sum(_size(a) for a in self.arguments)
+
+    def __repr__(self):
+        order = ", any_order=True" if self.any_order else ""
+        return f"{self.root!r}.of({', '.join(map(repr, self.arguments))}{order})"
+
+
+def _size(pattern) -> int:
+    if isinstance(pattern, X):
+        return 0
+    if isinstance(pattern, Tree):
+        return pattern.size()
+    return len(pattern) if isinstance(pattern, Chain) else 1
+
+
+def _match_back(pattern, node: Node, tensor_index: int, bound: dict, nodes: list) -> bool:
+    """Match `pattern` against output `tensor_index` of `node`, walking back through its
+    arguments; on success extend `nodes` (producers first) and `bound`, else leave both."""
+    if isinstance(pattern, X):
+        here = (id(node.graph), node.id, tensor_index)
+        if bound.setdefault(pattern.name, here) != here:
+            return False
+        return True
+    if isinstance(pattern, Chain):  # its first call takes any tensor
+        return _match_back(_chain_tree(pattern.elements), node, tensor_index, bound, nodes)
+    root = pattern.root if isinstance(pattern, Tree) else pattern
+    if node.kind != "layer" or tensor_index != 0 or node in nodes or not root.matches(node):
+        return False
+    if not isinstance(pattern, Tree):
+        nodes.append(node)
+        return True
+    inputs = node.inputs
+    if len(inputs) != len(pattern.arguments):
+        return False
+    orders = (itertools.permutations(range(len(inputs))) if pattern.any_order
+              else [range(len(inputs))])
+    for order in orders:
+        trial_bound, trial_nodes = dict(bound), list(nodes)
+        if all(_match_back(pattern.arguments[i], *inputs[j], trial_bound, trial_nodes)
+               for i, j in enumerate(order)):
+            bound.clear(), bound.update(trial_bound)
+            nodes[:] = trial_nodes + [node]
+            return True
+    return False
+
+
+def _chain_tree(elements):
+    """``a >> b >> c`` as a DAG pattern: c.of(b.of(a.of(X)))."""
+    tree = Tree(elements[0], (X(f"_chain_input_{id(elements)}"),))
+    for element in elements[1:]:
+        tree = Tree(element, (tree,))
+    return tree
+
+
 def _element(x) -> _Element:
     if isinstance(x, _Element):
         return x
@@ -186,11 +285,11 @@ def _element(x) -> _Element:
                     f"received {x!r} of type {type(x).__name__}")
 
 
-def _chain(pattern) -> Chain:
+def _chain(pattern) -> Chain | Tree:
     if pattern is None:
-        raise TypeError("a Rule needs a `pattern`: L(...), a layer class, or a chain "
-                        "L(a) >> L(b); received None")
-    return pattern if isinstance(pattern, Chain) else Chain((pattern,))
+        raise TypeError("a Rule needs a `pattern`: L(...), a layer class, a chain "
+                        "L(a) >> L(b) or a DAG L(a).of(...); received None")
+    return pattern if isinstance(pattern, (Chain, Tree)) else Chain((pattern,))
 
 
 # -------------------------------------------------------------------------------- matches
@@ -200,16 +299,20 @@ class Match(Sequence):
     """The calls a pattern matched, in chain order: ``conv, bn = match``.
 
     Attributes:
-        nodes: the matched `Node` s.
+        nodes: the matched `Node` s: in chain order, or for a DAG pattern producers first
+            and the root last.
+        inputs: for a DAG pattern, the tensors entering the match from outside, as
+            ``(producer Node, tensor_index)`` in the order its calls take them.
         reason: why the match is refused, or None when it is rewritten.
         note: None, or a few words `check` or `rewrite` sets to explain the rewrite in the
             report. `check` may also keep what it worked out on the match for `rewrite`
             (``match.plan = ...``).
     """
 
-    def __init__(self, nodes, reason: str | None = None):
+    def __init__(self, nodes, reason: str | None = None, inputs=None):
         self.nodes = tuple(nodes)
         self.reason = reason
+        self.inputs = list(inputs or [])  # a DAG match's (producer Node, tensor_index) from outside
         self.note = None  # a few words `check` or `rewrite` adds to the report's detail
         # As matched: the rewrite may remove or change these calls.
         self._described = [(n.name, n.class_name) for n in self.nodes]
@@ -300,6 +403,8 @@ class Rule(Pass):
     def find(self, view: View) -> list[Match]:
         """Every full match in `view`, in topological order, each accepted or refused."""
         chain = _chain(self.pattern)
+        if isinstance(chain, Tree):
+            return self._find_trees(view, chain)
         first, rest = chain.elements[0], chain.elements[1:]
         found, claimed, layers_seen = [], set(), set()
         for node in view:
@@ -320,6 +425,24 @@ class Rule(Pass):
                 continue
             match = Match(nodes)
             match.reason = _structure_refusal(nodes) or self._checked(match)
+            found.append(match)
+            if match.reason is None:
+                claimed.update(nodes)
+        return found
+
+    def _find_trees(self, view: View, tree: Tree) -> list[Match]:
+        found, claimed = [], set()
+        for node in view:
+            if node.kind != "layer" or node in claimed or not tree.root.matches(node):
+                continue
+            nodes: list = []
+            if not _match_back(tree, node, 0, {}, nodes) or claimed.intersection(nodes):
+                continue
+            inside = set(nodes)
+            inputs = list(dict.fromkeys((p, i) for n in nodes for p, i in n.inputs
+                                        if p not in inside))
+            match = Match(nodes, inputs=inputs)
+            match.reason = _dag_refusal(nodes) or self._checked(match)
             found.append(match)
             if match.reason is None:
                 claimed.update(nodes)
@@ -374,6 +497,8 @@ class Rule(Pass):
         single = not isinstance(replacement, list) or _is_item_tuple(replacement)
         items = [replacement] if single else list(replacement)
         view, node = match.view, match[0]
+        if isinstance(_chain(self.pattern), Tree) and len(match) > 1:
+            return self._apply_dag(match, items, before)
         if len(match) == 1 and len(items) == 1 and isinstance(_first(items[0]), Node):
             if _first(items[0]) != node:
                 raise TypeError(f"{self.name}.rewrite() returned {items[0]!r}; expected the "
@@ -394,6 +519,41 @@ class Rule(Pass):
         after = " >> ".join(n.class_name for n in chain) or "(removed)"
         prefix = f"{' >> '.join(match.names)}: " if len(match) > 1 else ""
         return f"{prefix}{before} -> {after}"
+
+
+    def _apply_dag(self, match: Match, items: list, before: str) -> str:
+        root = match[-1]
+        if len(items) != 1:
+            raise TypeError(f"{self.name}.rewrite() returned {len(items)} items for a DAG "
+                            "match; expected one layer (or spec, with weights) or the root node")
+        new, weights = items[0] if _is_item_tuple(items[0]) else (items[0], None)
+        if isinstance(new, Node):
+            if new != root:
+                raise TypeError(f"{self.name}.rewrite() returned {new!r}; expected the root "
+                                f"node {root!r}, a layer or a LayerSpec")
+            if weights is not None:
+                root.weights.update(weights)
+            return f"{before} (edited in place)"
+        replacement = match.view.replace_calls(match.nodes, new, match.inputs, weights)
+        return f"{', '.join(match.names)}: {before} -> {replacement.class_name}"
+
+
+def _dag_refusal(nodes: list[Node]) -> str | None:
+    """Why a DAG match cannot be replaced as a whole, or None."""
+    inside = set(nodes)
+    for node in nodes[:-1]:
+        if node.shared:
+            return (f"layer '{node.name}' is shared (called {len(node.calls)} times): "
+                    "rewriting the match would change its other calls too")
+        outside = [user for user, _ in node.users if user not in inside]
+        outputs = sorted(u.id for u in outside if u.kind == "output")
+        if outputs:
+            return (f"the output of '{node.id}' inside the match is also a model output "
+                    f"({', '.join(outputs)})")
+        if outside:
+            return (f"fan-out: the output of '{node.id}' inside the match also goes to "
+                    f"{sorted({u.id for u in outside})}")
+    return None
 
 
 def _is_item_tuple(x) -> bool:

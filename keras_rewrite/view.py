@@ -4,9 +4,9 @@
 hands out `Node` objects: what a layer call is (`layer_class`, `config`, `weights`), where its
 tensors come from (`inputs`, slot-aware) and go to (`users`), and whether its layer is called
 more than once (`shared`). Edits go through the view: `replace`, `insert_after`,
-`insert_before`, `remove`, `replace_run` and `set_config`. This module is the one place that
-knows how shared layers, nested graphs and multi-slot inputs are stored; a pass written on it
-never touches edges or specs by hand.
+`insert_before`, `remove`, `replace_run`, `replace_calls` and `set_config`. This module is
+the one place that knows how shared layers, nested graphs and multi-slot inputs are stored; a
+pass written on it never touches edges or specs by hand.
 
 Semantics the edits rely on (see the schema in `keras_rewrite.graph`):
 
@@ -507,6 +507,62 @@ class View:
         for user, edge in users:
             graph.add_edge(source, user, **{**edge, "tensor_index": source_index})
         return [Node(self, graph, n) for n in chain]
+
+    def replace_calls(self, nodes: Sequence[Node], new, inputs: Sequence, weights=None) -> Node:
+        """Replace the calls `nodes` (one graph; the last one's outputs are the only ones read
+        from outside) by one call of `new` (a Keras layer or a `LayerSpec`) on `inputs`
+        (``(producer Node, tensor_index)``): on that tensor when there is one, on the list of
+        them otherwise (as Keras merge layers take them). The last node's users read the new
+        call. A Keras layer named like a removed layer of its class takes that layer's place.
+        Returns the new call; its output shape is the last node's, which the rebuild checks.
+
+        Raises:
+            GraphError: the nodes are not in one graph, a node other than the last has a user
+                outside `nodes`, or an input is one of `nodes`; the graph is untouched then.
+        """
+        nodes = list(nodes)
+        graph = nodes[0].graph if nodes else None
+        if not nodes or any(n.graph is not graph for n in nodes):
+            raise GraphError(f"expected calls inside one graph; received {nodes}")
+        for n in nodes:
+            self._call_data(n, "replace")
+        inside, last = set(nodes), nodes[-1]
+        for n in nodes[:-1]:
+            outside = sorted(u.id for u, _ in n.users if u not in inside)
+            if outside:
+                raise GraphError(f"cannot replace '{n.id}' with the others: expected its "
+                                 f"output to be used only inside {[m.id for m in nodes]}, "
+                                 f"received users {outside}")
+        if not inputs or any(p in inside for p, _ in inputs):
+            raise GraphError(f"expected inputs from outside {[m.id for m in nodes]}; received "
+                             f"{[(p.id, i) for p, i in inputs]}")
+        if not isinstance(new, (LayerSpec, keras.layers.Layer)):
+            raise GraphError(f"expected a Keras layer or a LayerSpec; received {new!r} of type "
+                             f"{type(new).__name__}")
+        by_name = {n.name: n.spec for n in nodes}
+        like = by_name.get(getattr(new, "name", None))
+        shapes = last.output_shapes
+        users = [(v, d) for _, v, d in graph.out_edges(last.id, data=True)]
+        for n in nodes:  # first, so that the new layer may take a removed layer's name
+            removed = n.spec
+            graph.remove_node(n.id)
+            self._remove_from_index(graph, n.id, removed)
+        spec = self._spec_from(new, like=like if isinstance(new, keras.layers.Layer)
+                               and like is not None and type(new) is like.cls else None)
+        if weights is not None:
+            spec.weights = {**(spec.weights or {}),
+                            **{k: np.asarray(v) for k, v in dict(weights).items()}}
+        new_id = self._new_node_id(graph, spec)
+        slots = [Slot(i) for i in range(len(inputs))]
+        call_args = ((slots[0],), {}) if len(slots) == 1 else ((slots,), {})
+        graph.add_node(new_id, kind="layer", spec=spec, call_args=call_args,
+                       output_shapes=shapes, meta={})
+        self._add_to_index(graph, new_id, spec)
+        for i, (producer, index) in enumerate(inputs):
+            graph.add_edge(producer.id, new_id, slot=i, tensor_index=index)
+        for user, edge in users:
+            graph.add_edge(new_id, user, **edge)
+        return Node(self, graph, new_id)
 
     # ------------------------------------------------------------------------- helpers
 

@@ -6,7 +6,7 @@ from keras import layers
 
 import keras_rewrite
 from keras_rewrite import to_graph, validate
-from keras_rewrite.rules import L, Refusal, Rule
+from keras_rewrite.rules import L, Refusal, Rule, X
 from keras_rewrite.view import View
 
 from helpers import conv_chain
@@ -189,3 +189,86 @@ def test_matching_is_linear_in_model_size():
     # Per block, the first element is tried on Conv2D and Dropout once each (BN and ReLU are
     # already in a match): work grows with the model, not with its square.
     assert (small, large) == (2 * 10, 2 * 20)
+
+
+# ------------------------------------------------------------------------------ DAG patterns
+
+
+def hand_written_swish_model(extra_user=False):
+    """x * sigmoid(x) spelled out, as keras.io code often does, after a Dense layer."""
+    inputs = keras.Input((6,), name="x")
+    h = layers.Dense(5, name="dense")(inputs)
+    gate = layers.Activation("sigmoid", name="gate")(h)
+    out = layers.Multiply(name="mul")([h, gate])
+    outputs = [layers.Dense(2, name="head")(out)]
+    if extra_user:
+        outputs.append(layers.Dense(3, name="side")(gate))
+    return keras.Model(inputs, outputs)
+
+
+class HandWrittenSwish(Rule):
+    # The same tensor x twice: as the multiplicand and as the sigmoid's input.
+    pattern = L(layers.Multiply).of(
+        X("x"), L(layers.Activation, activation="sigmoid").of(X("x")), any_order=True)
+    outputs_unchanged = None  # silu(x) = x * sigmoid(x), up to float32 rounding
+
+    def rewrite(self, match):
+        return layers.Activation("silu", name=match[-1].name)
+
+
+def test_a_dag_pattern_binds_one_tensor_twice_and_replaces_the_whole_match():
+    model = hand_written_swish_model()
+    dry = HandWrittenSwish().dry_run(model)
+    (match,) = dry.matches
+    assert match.names == ["gate", "mul"]
+    assert [(p.id, i) for p, i in match.inputs] == [("dense", 0)]
+    result = keras_rewrite.rewrite_with_report(model, [HandWrittenSwish()])
+    new = result.model
+    assert [type(l).__name__ for l in new.layers] == ["InputLayer", "Dense", "Activation",
+                                                      "Dense"]
+    assert new.get_layer("mul").get_config()["activation"] == "silu"
+    x = np.random.default_rng(0).normal(size=(8, 6)).astype("float32")
+    h = x @ model.get_layer("dense").kernel.numpy() + model.get_layer("dense").bias.numpy()
+    swish = h / (1 + np.exp(-h))  # independent numpy: x * sigmoid(x)
+    head = model.get_layer("head")
+    expected = swish @ head.kernel.numpy() + head.bias.numpy()
+    np.testing.assert_allclose(np.asarray(new.predict(x, verbose=0)), expected, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(new.predict(x, verbose=0)),
+                               np.asarray(model.predict(x, verbose=0)), atol=1e-5)
+    assert result.report.passes[0].changes[0].detail == (
+        "gate, mul: Activation >> Multiply -> Activation")
+
+
+def test_a_dag_match_with_an_inner_user_outside_is_refused_and_unbound_tensors_do_not_match():
+    model = hand_written_swish_model(extra_user=True)
+    (match,) = HandWrittenSwish().dry_run(model).found
+    assert match.reason == "fan-out: the output of 'gate' inside the match also goes to ['side']"
+    # x * sigmoid(y) with x != y is not the pattern.
+    a = keras.Input((4,), name="a")
+    b = keras.Input((4,), name="b")
+    other = keras.Model([a, b], layers.Multiply(name="mul")(
+        [a, layers.Activation("sigmoid", name="gate")(b)]))
+    assert HandWrittenSwish().dry_run(other).found == []
+
+
+def test_a_residual_dag_pattern_with_a_chain_argument():
+    inputs = keras.Input((8, 8, 4), name="x")
+    y = layers.Conv2D(4, 3, padding="same", name="conv")(inputs)
+    y = layers.BatchNormalization(name="bn")(y)
+    out = layers.Add(name="add")([inputs, y])  # skip first: any_order finds it
+    model = keras.Model(inputs, out)
+
+    class Residual(Rule):
+        pattern = L(layers.Add).of(L(layers.Conv2D) >> layers.BatchNormalization, X("skip"),
+                                   any_order=True)
+
+    (match,) = Residual().dry_run(model).matches
+    assert match.names == ["conv", "bn", "add"]
+    assert [(p.id, i) for p, i in match.inputs] == [("x", 0)]
+    strict = L(layers.Add).of(L(layers.Conv2D) >> layers.BatchNormalization, X("skip"))
+
+    class InOrder(Rule):
+        pattern = strict
+
+    assert InOrder().dry_run(model).found == []  # slot 0 is the skip, not the chain
+    assert "any_order=True" in repr(Residual.pattern)

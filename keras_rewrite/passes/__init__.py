@@ -43,7 +43,12 @@ def resolve_passes(passes):
             if p not in registered:
                 raise PassError(f"unknown pass name {p!r}; expected one of "
                                 f"{sorted(registered)} or a pass object")
-            resolved.append(registered[p]())
+            try:
+                resolved.append(registered[p]())
+            except TypeError as exc:  # a pass whose options have no defaults
+                raise PassError(f"pass {p!r} needs options: {exc}; expected "
+                                f"{registered[p].__name__}(...) with them, e.g. "
+                                f"keras_rewrite.passes.{registered[p].__name__}(...)") from None
         elif callable(p):
             resolved.append(p)
         else:
