@@ -12,9 +12,8 @@ from __future__ import annotations
 
 from keras import layers
 
-from ..edit import remove_node
 from ..errors import GraphError
-from ..graph import iter_graphs, topological_order
+from ..view import View
 from .base import Change, Pass, PassResult
 
 __all__ = ["StripInference", "TRAINING_ONLY"]
@@ -41,17 +40,16 @@ class StripInference(Pass):
 
     def run(self, graph) -> PassResult:
         result = PassResult(self.name, modified=False, outputs_unchanged=True)
-        for g in list(iter_graphs(graph)):
-            for node_id in topological_order(g):
-                data = g.nodes[node_id]
-                if data["kind"] != "layer" or not issubclass(data["spec"].cls, TRAINING_ONLY):
-                    continue
-                name = data["spec"].class_name
-                try:
-                    remove_node(g, node_id)
-                except GraphError as exc:
-                    result.changes.append(Change(node_id, "skipped", f"{name} kept: {exc}"))
-                    continue
-                result.changes.append(Change(node_id, "removed", f"{name} (training only)"))
-                result.modified = True
+        view = View(graph)
+        for node in list(view.layers()):
+            if not issubclass(node.layer_class, TRAINING_ONLY):
+                continue
+            name = node.class_name
+            try:
+                view.remove(node)
+            except GraphError as exc:
+                result.changes.append(Change(node.id, "skipped", f"{name} kept: {exc}"))
+                continue
+            result.changes.append(Change(node.id, "removed", f"{name} (training only)"))
+            result.modified = True
         return result
