@@ -542,17 +542,26 @@ def _dag_refusal(nodes: list[Node]) -> str | None:
     """Why a DAG match cannot be replaced as a whole, or None."""
     inside = set(nodes)
     for node in nodes[:-1]:
-        if node.shared:
-            return (f"layer '{node.name}' is shared (called {len(node.calls)} times): "
-                    "rewriting the match would change its other calls too")
-        outside = [user for user, _ in node.users if user not in inside]
-        outputs = sorted(u.id for u in outside if u.kind == "output")
-        if outputs:
-            return (f"the output of '{node.id}' inside the match is also a model output "
-                    f"({', '.join(outputs)})")
-        if outside:
-            return (f"fan-out: the output of '{node.id}' inside the match also goes to "
-                    f"{sorted({u.id for u in outside})}")
+        why = _inner_refusal(node, [user for user, _ in node.users if user not in inside],
+                             "match")
+        if why:
+            return why
+    return None
+
+
+def _inner_refusal(node: Node, outside_users: list, what: str) -> str | None:
+    """Why `node`, inside a match of several calls, keeps the match from being replaced: its
+    layer is called elsewhere, or its output is used outside (`outside_users`)."""
+    if node.shared:
+        return (f"layer '{node.name}' is shared (called {len(node.calls)} times): "
+                f"rewriting the {what} would change its other calls too")
+    outputs = sorted(u.id for u in outside_users if u.kind == "output")
+    if outputs:
+        return (f"the output of '{node.id}' inside the match is also a model output "
+                f"({', '.join(outputs)})")
+    if outside_users:
+        return (f"fan-out: the output of '{node.id}' inside the match also goes to "
+                f"{sorted({u.id for u in outside_users})}")
     return None
 
 
@@ -569,9 +578,11 @@ def _structure_refusal(nodes: list[Node]) -> str | None:
     if len(nodes) == 1:
         return None
     for i, node in enumerate(nodes):
-        if node.shared:
-            return (f"layer '{node.name}' is shared (called {len(node.calls)} times): "
-                    "rewriting the chain would change its other calls too")
+        last = i == len(nodes) - 1
+        why = _inner_refusal(node, [] if last else [user for user, _ in node.users
+                                                    if user != nodes[i + 1]], "chain")
+        if why:
+            return why
         inputs = node.inputs
         if len(inputs) != 1:
             return (f"'{node.id}' ({node.class_name}) takes {len(inputs)} tensor inputs; "
@@ -580,13 +591,4 @@ def _structure_refusal(nodes: list[Node]) -> str | None:
         if shapes is not None and len(shapes) != 1:
             return (f"'{node.id}' ({node.class_name}) gives {len(shapes)} outputs; a chain "
                     "goes through single-output calls")
-        if i < len(nodes) - 1:
-            others = [user for user, _ in node.users if user != nodes[i + 1]]
-            outputs = sorted(u.id for u in others if u.kind == "output")
-            if outputs:
-                return (f"the output of '{node.id}' inside the match is also a model output "
-                        f"({', '.join(outputs)})")
-            if others:
-                return (f"fan-out: the output of '{node.id}' inside the match also goes to "
-                        f"{sorted({u.id for u in others})}")
     return None

@@ -9,31 +9,7 @@ from keras_rewrite.edit import inline_model, insert_after, remove_node
 from keras_rewrite.errors import GraphError
 from keras_rewrite.rebuild import to_model
 from keras_rewrite.graph import LayerSpec, Slot, fresh_name, to_graph, validate
-from helpers import random_inputs
-
-
-def edges_into(g, node_id):
-    return sorted((u, d["slot"], d["tensor_index"]) for u, _, d in g.in_edges(node_id, data=True))
-
-
-def split_model():
-    """A layer with two outputs feeding a one-input chain: shows tensor_index being kept."""
-    inputs = keras.Input((6,), name="x")
-    a, b = keras.ops.split(inputs, 2, axis=-1)  # an op node with two outputs
-    h = layers.Dense(3, name="d")(b)
-    h = layers.Dropout(0.5, name="drop")(h)
-    h = layers.Activation("relu", name="act")(h)
-    out = layers.Concatenate(name="cat")([a, h])
-    return keras.Model(inputs, [out, h])
-
-
-def chain_model():
-    inputs = keras.Input((8, 8, 3), name="x")
-    x = layers.Conv2D(4, 3, padding="same", name="conv")(inputs)
-    x = layers.Dropout(0.3, name="drop")(x)
-    x = layers.BatchNormalization(name="bn")(x)
-    x = layers.ReLU(name="relu")(x)
-    return keras.Model(inputs, layers.Dense(2, name="head")(x))
+from helpers import chain_model, edges_into, random_inputs, split_model
 
 
 def test_remove_node_reconnects_all_consumers_with_their_slots():

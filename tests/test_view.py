@@ -8,7 +8,7 @@ import keras_rewrite
 from keras_rewrite import GraphError, to_graph, validate
 from keras_rewrite.passes import PassResult
 from keras_rewrite.view import View
-from helpers import random_inputs
+from helpers import chain_model, edges_into, random_inputs, split_model
 
 
 def two_branch_model():
@@ -185,30 +185,6 @@ def test_iteration_is_topological_and_includes_nested_models():
 def permute(g, run, new_order):
     view = View(g)
     return view.replace_run([view.node(g, n) for n in run], [view.node(g, n) for n in new_order])
-
-
-def edges_into(g, node_id):
-    return sorted((u, d["slot"], d["tensor_index"]) for u, _, d in g.in_edges(node_id, data=True))
-
-
-def split_model():
-    """A layer with two outputs feeding a one-input chain: shows tensor_index being kept."""
-    inputs = keras.Input((6,), name="x")
-    a, b = keras.ops.split(inputs, 2, axis=-1)  # an op node with two outputs
-    h = layers.Dense(3, name="d")(b)
-    h = layers.Dropout(0.5, name="drop")(h)
-    h = layers.Activation("relu", name="act")(h)
-    out = layers.Concatenate(name="cat")([a, h])
-    return keras.Model(inputs, [out, h])
-
-
-def chain_model():
-    inputs = keras.Input((8, 8, 3), name="x")
-    x = layers.Conv2D(4, 3, padding="same", name="conv")(inputs)
-    x = layers.Dropout(0.3, name="drop")(x)
-    x = layers.BatchNormalization(name="bn")(x)
-    x = layers.ReLU(name="relu")(x)
-    return keras.Model(inputs, layers.Dense(2, name="head")(x))
 
 
 def test_replace_run_permuting_rewires_and_keeps_specs():

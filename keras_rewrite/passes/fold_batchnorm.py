@@ -26,13 +26,31 @@ from keras import layers
 
 from ..rules import L, Refusal, Rule
 
-__all__ = ["FoldBatchNorm"]
+__all__ = ["FoldBatchNorm", "refusal_before_bn"]
 
 _LAST_AXIS = (layers.Dense, layers.Conv1D, layers.Conv2D, layers.Conv3D)
 _TRANSPOSE = (layers.Conv1DTranspose, layers.Conv2DTranspose, layers.Conv3DTranspose)
 _DEPTHWISE = (layers.DepthwiseConv1D, layers.DepthwiseConv2D)
 _SEPARABLE = (layers.SeparableConv1D, layers.SeparableConv2D)
 _FOLDABLE = _TRANSPOSE + _DEPTHWISE + _SEPARABLE + _LAST_AXIS  # subclasses first (Conv2DTranspose < Conv2D)
+
+
+def refusal_before_bn(layer, bn) -> Refusal | None:
+    """Why the per-channel affine map of `bn` cannot be moved into `layer`, the conv/dense
+    call right before it: a fused non-linear activation in between, or a BatchNormalization
+    over another axis than the layer's channels. None when it can."""
+    activation = layer.config.get("activation", "linear")
+    if activation not in ("linear", None):
+        return Refusal(f"'{layer.name}' has a fused activation={activation!r} between its "
+                       "linear part and the BatchNormalization")
+    rank = len(layer.output_shapes[0]) if layer.output_shapes else None
+    channels = 1 if layer.config.get("data_format") == "channels_first" else -1
+    axis = bn.config["axis"]
+    axis = axis[0] if isinstance(axis, (list, tuple)) and len(axis) == 1 else axis
+    if rank is None or not isinstance(axis, int) or axis % rank != channels % rank:
+        return Refusal(f"'{bn.name}' normalizes axis {bn.config['axis']}, not the channel "
+                       f"axis of '{layer.name}' (expected {channels})")
+    return None
 
 
 class FoldBatchNorm(Rule):
@@ -53,18 +71,7 @@ class FoldBatchNorm(Rule):
         return {}
 
     def check(self, match):
-        layer, bn = match
-        activation = layer.config.get("activation", "linear")
-        if activation not in ("linear", None):
-            return Refusal(f"'{layer.name}' has a fused activation={activation!r} between the "
-                           "linear part and the BatchNormalization")
-        rank = len(layer.output_shapes[0]) if layer.output_shapes else None
-        channels = 1 if layer.config.get("data_format") == "channels_first" else -1
-        axis = bn.config["axis"]
-        axis = axis[0] if isinstance(axis, (list, tuple)) and len(axis) == 1 else axis
-        if rank is None or not isinstance(axis, int) or axis % rank != channels % rank:
-            return Refusal(f"'{bn.name}' normalizes axis {bn.config['axis']}, not the channel "
-                           f"axis of '{layer.name}'")
+        return refusal_before_bn(*match)
 
     def rewrite(self, match):
         layer, bn = match
