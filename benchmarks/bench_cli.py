@@ -1,14 +1,15 @@
 """CLI benchmarks, process start-up included in every figure.
 
-0. Start-up: `keras-rewrite --help`, `--version` and a usage error (target < 0.3 s each:
-   TensorFlow is imported only when a model is touched), the console script run directly.
+0. Start-up: `keras-rewrite --help`, `--version`, a usage error and `keras-rewrite passes`
+   (target < 0.3 s each: TensorFlow is imported only when a model is touched; `passes` reads
+   the built-in passes' declarations from their source), the console script run directly.
 1. `keras-rewrite convert` (with its reload check) on ResNet50 and on a KerasHub BertBackbone
    (built from constructor arguments and saved first; nothing is downloaded), each saved as
    .keras, against a Python script that only does load_model + save; then where the CLI's
    time goes (in-process).
 2. Batch: N small saved models converted by one CLI call (a folder) with --jobs 1 and
    --jobs J, against one call per file.
-Run:  python benchmarks/bench_cli.py [--repeat 3] [--files 50] [--jobs 2]
+Run:  python benchmarks/bench_cli.py [--repeat 3] [--files 50] [--jobs 2] [--sections startup]
 """
 from __future__ import annotations
 
@@ -62,6 +63,7 @@ def bench_startup(repeat):
                         ("keras-rewrite --version", ["--version"]),
                         ("usage error (convert a.keras --l2 -1)",
                          ["convert", "a.keras", "-o", "b.keras", "--l2", "-1"]),
+                        ("keras-rewrite passes (the registered passes)", ["passes"]),
                         ("python -m keras_rewrite_cli --help", None)]:
         cmd = ([sys.executable, "-m", "keras_rewrite_cli", "--help"] if argv is None
                else [str(SCRIPT), *argv])

@@ -1,7 +1,7 @@
 """Seed question 001: where do SpatialDropout, BatchNormalization and the activation go?
 
 Two CNNs from the question (../shared/seeds/README.md) are linted, rewritten with the three
-passes, and linted again:
+seed passes (and `drop_bias_before_bn`), and linted again:
 
 - the asker's model as written (`seed_models.build_cnn`): Conv → BN → ReLU, pooling, then
   plain Dropout on the feature maps, and no weight regularization;
@@ -10,7 +10,8 @@ passes, and linted again:
 
 `l2` adds L2 weight decay to every kernel, `spatial_dropout` turns Dropout on feature maps into
 SpatialDropout2D, `reorder` puts each block in the answer's order Conv → BN → Activation →
-MaxPooling → Dropout. What is left afterwards is what the answer calls a design decision:
+MaxPooling → Dropout, and `drop_bias_before_bn` removes the conv/dense biases that the
+BatchNormalization right after cancels (folded into its moving mean). What is left afterwards is what the answer calls a design decision:
 BatchNormalization too soon after a dropout.
 
 Run: ``python examples/cnn_spatial_dropout.py``
@@ -23,7 +24,7 @@ from keras import layers
 import keras_rewrite
 from seed_models import add_cnn_head, build_cnn
 
-PASSES = ["l2", "spatial_dropout", "reorder"]
+PASSES = ["l2", "spatial_dropout", "reorder", "drop_bias_before_bn"]
 
 
 def build_proposed_cnn(input_shape=(32, 32, 3), num_classes=10):

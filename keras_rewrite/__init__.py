@@ -21,6 +21,7 @@ from .graph import LayerSpec, Slot, to_graph, validate
 # Imported eagerly, not lazily: importing the submodule keras_rewrite.lint binds the package
 # attribute `lint` to that module, which would shadow a lazily exported `lint` function.
 from .lint import Finding, lint
+from .model_diff import ModelDiff, diff_models  # noqa: F401  (what changed, layer by layer)
 from .rebuild import to_model
 from .report import Change, PassResult, Report
 from . import surgery  # noqa: F401  (keras_rewrite.surgery: delete_channels, ...)
@@ -44,5 +45,5 @@ __all__ = [
     "rewrite", "rewrite_with_report", "RewriteResult", "to_graph", "to_model", "validate",
     "LayerSpec", "Slot", "Report", "PassResult", "Change", "RewriteError", "UnsupportedModelError",
     "GraphError", "PassError", "RebuildError", "WeightTransferError", "ShapeMismatchError",
-    "lint", "Finding", "RewriteCallback", "RewrittenFunctional",
+    "lint", "Finding", "RewriteCallback", "RewrittenFunctional", "diff_models", "ModelDiff",
 ]

@@ -6,8 +6,8 @@ import textwrap
 
 from .commands import DEMO_OUTPUTS
 from .pass_options import ALL_PASSES, add_pass_options
-from .status import (EXIT_CODES_HELP, EXIT_FINDINGS, EXIT_INPUT, EXIT_OK, EXIT_OUTPUT,
-                     EXIT_REWRITE, EXIT_USAGE, UsageError)
+from .status import (EXIT_CODES_HELP, EXIT_DIFFERENT, EXIT_FINDINGS, EXIT_INPUT, EXIT_OK,
+                     EXIT_OUTPUT, EXIT_REWRITE, EXIT_USAGE, UsageError)
 from .terminal import PROG
 
 OUTPUTS_HELP = """\
@@ -53,6 +53,36 @@ def positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a whole number >= 1 such as 4; received "
                                          f"{text!r}")
     return value
+
+
+# What keras_rewrite.picture writes (tests/test_picture.py checks the two agree); checked
+# here so that a wrong suffix is a usage error before Keras is imported.
+PICTURE_SUFFIXES = (".svg", ".html", ".htm", ".dot", ".gv")
+PICTURE_HELP = ("(.svg; .html: with a list of the changes, zoom and pan; .dot: Graphviz text); "
+                "self-contained, no Graphviz needed")
+
+
+def picture_path(text: str) -> str:
+    """A --picture FILE: its suffix must be one keras_rewrite.picture writes.
+
+    >>> picture_path("diff.html")
+    'diff.html'
+    >>> picture_path("diff.png")
+    Traceback (most recent call last):
+    ...
+    argparse.ArgumentTypeError: expected a name ending in .svg, .html, .htm, .dot or .gv; \
+received 'diff.png' (PNG is not drawn: open the .svg or .html in a browser)
+    """
+    import os
+
+    suffix = os.path.splitext(text)[1].lower()
+    if suffix not in PICTURE_SUFFIXES:
+        hint = (f" ({suffix[1:].upper()} is not drawn: open the .svg or .html in a browser)"
+                if suffix else "")
+        raise argparse.ArgumentTypeError(
+            f"expected a name ending in {', '.join(PICTURE_SUFFIXES[:-1])} or "
+            f"{PICTURE_SUFFIXES[-1]}; received {text!r}{hint}")
+    return text
 
 
 def version() -> str:
@@ -123,25 +153,52 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--dry-run", action="store_true",
                        help="rewrite and report, write no model file")
     group.add_argument("--force", action="store_true",
-                       help="overwrite an existing OUT (and --diff-svg FILE)")
+                       help="overwrite an existing OUT (and --picture FILE)")
     group.add_argument("--in-place", action="store_true",
                        help="replace each input by its rewritten model (atomically)")
-    group.add_argument("--diff-svg", metavar="FILE",
-                       help="draw the rewritten graph with changed, new, moved and removed "
-                            "layers marked (.svg/.png via Graphviz 'dot', or .dot)")
+    group.add_argument("--picture", "--diff-svg", metavar="FILE", type=picture_path,
+                       dest="picture",
+                       help="draw what changed: the rewritten graph with added, removed, "
+                            "moved and changed layers marked, unchanged runs collapsed "
+                            + PICTURE_HELP)
     _add_format(convert, "input")
     _add_load_options(convert)
 
     lint_parser = sub.add_parser(
-        "lint", formatter_class=formatter, help="explain problems in a model's layer order",
-        description=_para("Lint a model: layer orders and settings that the seed answers "
-                          "advise against, each explained, with the pass that fixes it."),
-        epilog=f"exit status: {EXIT_OK} no findings, {EXIT_FINDINGS} findings, {EXIT_USAGE} "
-               f"usage error, {EXIT_INPUT} input unreadable or invalid, {EXIT_REWRITE} the "
-               "model's graph could not be read (unexpected error)")
+        "lint", formatter_class=formatter,
+        help="explain problems in a model (layer order, regularization, export) and fix them",
+        description=_para("Lint a model: layer orders and settings that work against it "
+                          "(the seed answers' rules, regularization and the optimizer's "
+                          "weight decay; with --profile inference, what to fold or strip "
+                          "before export), each explained, with the pass that fixes it. "
+                          "--fix applies those passes and writes the fixed model like "
+                          "convert does (atomically, reloaded and checked); --diff shows "
+                          "what --fix would change and writes nothing."),
+        epilog=f"exit status: {EXIT_OK} no findings (with --fix: none left after the fix), "
+               f"{EXIT_FINDINGS} findings (with --fix: some that no pass fixes remain), "
+               f"{EXIT_USAGE} usage error, {EXIT_INPUT} input unreadable or invalid, "
+               f"{EXIT_REWRITE} the model's graph could not be read or the fix failed, "
+               f"{EXIT_OUTPUT} the fixed model could not be written")
     lint_parser.add_argument("input", metavar="IN", help="a .keras file")
     lint_parser.add_argument("--brief", action="store_true",
                              help="one line per finding, without the explanation")
+    lint_parser.add_argument("--profile", choices=("training", "inference"),
+                             default="training",
+                             help="training (default): layer order and regularization rules; "
+                                  "inference: BatchNormalization to fold and training-only "
+                                  "layers to strip before export")
+    fixing = lint_parser.add_argument_group("fixing")
+    fixing.add_argument("--fix", action="store_true",
+                        help="apply the passes that fix the findings (each once, in a fixed "
+                             "order) and write the result to -o OUT")
+    fixing.add_argument("--diff", action="store_true",
+                        help="show what --fix would change, pass by pass and layer by layer; "
+                             "write nothing")
+    fixing.add_argument("-o", "--output", metavar="OUT",
+                        help="where --fix writes the fixed model (.keras)")
+    fixing.add_argument("--force", action="store_true", help="overwrite an existing OUT")
+    fixing.add_argument("--in-place", action="store_true",
+                        help="with --fix: replace IN by the fixed model (atomically)")
     _add_format(lint_parser, "model")
     _add_load_options(lint_parser)
 
@@ -156,12 +213,36 @@ def build_parser() -> argparse.ArgumentParser:
                f"unreadable or invalid, {EXIT_REWRITE} the model's graph could not be read "
                f"(unexpected error), {EXIT_OUTPUT} picture not written")
     inspect_parser.add_argument("input", metavar="IN", help="a .keras file")
-    inspect_parser.add_argument("--svg", metavar="FILE",
-                                help="draw the graph (.svg/.png via Graphviz 'dot', or .dot)")
+    inspect_parser.add_argument("--picture", "--svg", metavar="FILE", type=picture_path,
+                                dest="picture", help="draw the graph " + PICTURE_HELP)
     inspect_parser.add_argument("--force", action="store_true",
-                                help="overwrite an existing --svg FILE")
+                                help="overwrite an existing --picture FILE")
     add_pass_options(inspect_parser)
     _add_load_options(inspect_parser)
+
+    diff_parser = sub.add_parser(
+        "diff", formatter_class=formatter,
+        help="what changed between two model files, layer by layer",
+        description=_para("Compare two model files layer by layer (matched by name; layers "
+                          "inside nested models as outer/inner): added, removed, moved (its "
+                          "inputs changed), config changed (each key, old -> new), weights "
+                          "changed (each weight's largest absolute difference, or its new "
+                          "shape). Nothing is rewritten; only --picture writes a file."),
+        epilog=f"exit status: {EXIT_OK} identical, {EXIT_DIFFERENT} the models differ (as "
+               f"diff(1) and black --check), {EXIT_USAGE} usage error, {EXIT_INPUT} an input "
+               f"unreadable or invalid, {EXIT_REWRITE} a model's graph could not be read "
+               f"(unexpected error), {EXIT_OUTPUT} picture not written")
+    diff_parser.add_argument("old", metavar="A", help="the model before (a .keras file)")
+    diff_parser.add_argument("new", metavar="B", help="the model after (a .keras file)")
+    diff_parser.add_argument("--picture", metavar="FILE", type=picture_path,
+                             help="draw the diff " + PICTURE_HELP)
+    diff_parser.add_argument("--force", action="store_true",
+                             help="overwrite an existing --picture FILE")
+    diff_parser.add_argument("--no-collapse", action="store_true",
+                             help="in the picture, draw every unchanged layer (by default runs "
+                                  "of unchanged layers are one box)")
+    _add_format(diff_parser, "comparison")
+    _add_load_options(diff_parser)
 
     sub.add_parser("passes", formatter_class=formatter,
                    help="list the registered passes, their options and defaults",
@@ -186,7 +267,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="an existing folder to write the results into (default: the "
                            "current folder)")
     demo.add_argument("--force", action="store_true", help="overwrite existing results")
-    demo.add_argument("--diff-svg", metavar="FILE", help="draw what changed in the seed CNN")
+    demo.add_argument("--picture", "--diff-svg", metavar="FILE", type=picture_path,
+                      dest="picture", help="draw what changed in the seed CNN " + PICTURE_HELP)
     _add_format(demo, "model")
     _add_verbose(demo)
     return parser

@@ -36,16 +36,20 @@ def main(argv=None) -> int:
         if args.command is None:
             parser.print_help(sys.stderr)
             return EXIT_USAGE
-        from .commands import Session, cmd_convert, cmd_demo, cmd_inspect, cmd_lint, cmd_passes
+        from .commands import (Session, cmd_convert, cmd_demo, cmd_diff, cmd_inspect, cmd_lint,
+                               cmd_passes)
 
         commands = {"convert": cmd_convert, "lint": cmd_lint, "inspect": cmd_inspect,
-                    "demo": cmd_demo, "passes": cmd_passes}
+                    "demo": cmd_demo, "passes": cmd_passes, "diff": cmd_diff}
         session = Session(unsafe=getattr(args, "unsafe", False),
                           verbose=getattr(args, "verbose", False),
                           as_json=getattr(args, "format", "text") == "json")
         import warnings
 
-        with warnings.catch_warnings(), _full_tracebacks():
+        # `passes` reads the passes' declarations from their source: no Keras to set up.
+        tracebacks = (contextlib.nullcontext() if args.command == "passes"
+                      else _full_tracebacks())
+        with warnings.catch_warnings(), tracebacks:
             if not session.verbose:
                 # Keras warns on load about optimizer variables it skips, compiled metrics
                 # not built yet, ...: noise for this tool's users; --verbose shows them.

@@ -1,10 +1,9 @@
 """The pass options of the command line, declared once.
 
-`PASS_OPTIONS` says, for each pass the command line offers, its flags, how to read its
-settings from the parsed arguments, and the option that runs it (for ``lint``'s "fixed by").
-The parser (`add_pass_options`), the pass plan (`pass_specs_from_args`), ``--passes`` files,
-``inspect`` and ``lint`` all read it; a pass registry in `keras_rewrite.passes` slots in by
-adding entries here (or generating them), without touching the commands.
+`PASS_OPTIONS` says, for each pass the command line offers a flag for, its flags and how to
+read its settings from the parsed arguments. The parser (`add_pass_options`), the pass plan
+(`pass_specs_from_args`), ``--passes`` files and ``inspect`` read it; any registered pass also
+runs with ``--pass NAME`` (``lint`` names passes that way, from the registry).
 
 Nothing here imports Keras: usage errors answer fast. Building the pass objects
 (`build_passes`) imports `keras_rewrite.passes` and checks each setting against the pass's
@@ -107,7 +106,6 @@ class PassOption:
         add: adds its options to an argparse group.
         settings: the pass's settings from parsed arguments, or None when not asked for.
         origin: how error messages name the options.
-        fix: the options that run it with its defaults (``lint`` prints them).
         settings_from_file: converts a ``--passes`` table's values (e.g. an order string).
     """
 
@@ -115,7 +113,6 @@ class PassOption:
     add: Callable
     settings: Callable
     origin: str
-    fix: str
     settings_from_file: Callable = dict
 
 
@@ -175,43 +172,40 @@ def _reorder_from_file(settings):
 
 
 PASS_OPTIONS = (
-    PassOption("l2", _add_l2, _l2_settings, "--l2/--l2-layer", "--l2 1e-4"),
+    PassOption("l2", _add_l2, _l2_settings, "--l2/--l2-layer"),
     PassOption("spatial_dropout", _add_spatial_dropout,
-               lambda args: {} if args.spatial_dropout else None, "--spatial-dropout",
-               "--spatial-dropout"),
+               lambda args: {} if args.spatial_dropout else None, "--spatial-dropout"),
     PassOption("reorder", _add_reorder,
                lambda args: None if args.reorder is None else {"order": args.reorder},
-               "--reorder", "--reorder", _reorder_from_file),
+               "--reorder", _reorder_from_file),
     PassOption("fold_batchnorm", _add_flag("--fold-batchnorm", "fold each BatchNormalization "
                                            "into the conv/dense layer before it (for export)"),
-               lambda args: {} if args.fold_batchnorm else None, "--fold-batchnorm",
-               "--fold-batchnorm"),
+               lambda args: {} if args.fold_batchnorm else None, "--fold-batchnorm"),
     PassOption("strip_inference", _add_flag("--strip-inference", "remove the layers that act "
                                             "only while training (Dropout, noise, ...)"),
-               lambda args: {} if args.strip_inference else None, "--strip-inference",
-               "--strip-inference"),
+               lambda args: {} if args.strip_inference else None, "--strip-inference"),
 )
 BY_NAME = {option.name: option for option in PASS_OPTIONS}
 # The seed questions' passes: what demo runs, and inspect's default.
 ALL_PASSES = ("l2", "spatial_dropout", "reorder")
 
 
-def fix_hint(pass_name: str) -> str:
-    """The options that run `pass_name` (``lint``'s "fixed by")."""
-    option = BY_NAME.get(pass_name)
-    return option.fix if option else f"--passes FILE.toml (pass {pass_name!r})"
-
-
 def pass_with_settings(text: str) -> tuple[str, dict]:
     """A ``--pass`` value ``NAME[:OPTION=VALUE,...]`` as (name, settings); values are Python
-    literals (``1e-4``, ``True``, ``'x'``) or else plain text (``order=bn,act,pool,drop``).
+    literals (``1e-4``, ``True``, ``'x'``, ``None,None,3`` a tuple), JSON arrays and objects
+    (``[null,null,3]``), or else plain text (``order=bn,act,pool,drop``).
 
     >>> pass_with_settings("l2:factor=1e-4,include_biases=True")
     ('l2', {'factor': 0.0001, 'include_biases': True})
     >>> pass_with_settings("reorder:order=bn,act,pool,drop")
     ('reorder', {'order': 'bn,act,pool,drop'})
+    >>> pass_with_settings("set_input_shape:shape=None,None,3")
+    ('set_input_shape', {'shape': (None, None, 3)})
+    >>> pass_with_settings("set_input_shape:shape=[null,null,3]")
+    ('set_input_shape', {'shape': [None, None, 3]})
     """
     import ast
+    import json
     import re
 
     name, _, rest = text.partition(":")
@@ -224,10 +218,16 @@ def pass_with_settings(text: str) -> tuple[str, dict]:
         if not sep or not key.strip().isidentifier():
             raise argparse.ArgumentTypeError(
                 f"expected OPTION=VALUE after '{name}:'; received {item!r} in {text!r}")
+        value = value.strip()
         try:
-            settings[key.strip()] = ast.literal_eval(value.strip())
+            settings[key.strip()] = ast.literal_eval(value)
         except (ValueError, SyntaxError):
-            settings[key.strip()] = value.strip()
+            settings[key.strip()] = value
+            if value.startswith(("[", "{")):  # JSON: null, true, false
+                try:
+                    settings[key.strip()] = json.loads(value)
+                except ValueError:
+                    pass
     return name, settings
 
 
@@ -310,8 +310,9 @@ def load_pass_file(path) -> list[PassSpec]:
         settings = dict(table)
         name = settings.pop("name", None)
         if not isinstance(name, str):
-            raise UsageError(f"{origin}: expected name = one of {sorted(ALL_PASSES)}; "
-                             f"received {'no name' if name is None else repr(name)}")
+            raise UsageError(f"{origin}: expected name = a pass short name (keras-rewrite "
+                             "passes lists them); received "
+                             f"{'no name' if name is None else repr(name)}")
         option = BY_NAME.get(name)
         if option is not None:
             try:

@@ -2,8 +2,10 @@
 exceptions that carry one: `UsageError` (status 2) and `Failure` (any status, one line)."""
 from __future__ import annotations
 
-EXIT_OK = 0  # success; lint found nothing
-EXIT_FINDINGS = 1  # lint found something; or, with several inputs, at least one failed
+EXIT_OK = 0  # success; lint found nothing (lint --fix: nothing left after the fix)
+EXIT_FINDINGS = 1  # lint found something (lint --fix: something no pass fixes remains); or,
+# with several inputs, at least one failed
+EXIT_DIFFERENT = 1  # diff: the two models differ (0: identical), as diff(1) and black --check
 EXIT_USAGE = 2  # bad command line: unknown option, invalid value, bad --passes file
 EXIT_INPUT = 3  # an input is missing, unreadable, not a Keras model, refused, failed to load
 EXIT_REWRITE = 4  # a pass or the rebuild failed, or anything unexpected while rewriting
@@ -16,9 +18,11 @@ STEP_STATUS = {"load": EXIT_INPUT, "rewrite": EXIT_REWRITE, "write": EXIT_OUTPUT
 
 EXIT_CODES_HELP = f"""\
 exit status:
-  {EXIT_OK}  success (lint: no findings)
-  {EXIT_FINDINGS}  lint found something; or, with several inputs, at least one input failed
+  {EXIT_OK}  success (lint: no findings; lint --fix: none left after the fix)
+  {EXIT_FINDINGS}  lint found something (lint --fix: findings no pass fixes remain); or, with
+     several inputs, at least one input failed
      (each failure is an error line on stderr, and the summary counts them)
+     diff: the two models differ ({EXIT_OK}: identical), as diff(1) and black --check
   {EXIT_USAGE}  usage error: unknown option, invalid value, unreadable --passes file, a
      --custom-objects module that cannot be imported
   {EXIT_INPUT}  an input is missing, unreadable, not a Keras model, or refused by safe mode;

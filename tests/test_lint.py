@@ -1,11 +1,20 @@
-"""lint: each rule fires where the seed answer says it should, and fixed_by tells the truth."""
+"""lint: each rule fires where it should and not on the fixed model; fixed_by names a
+registered pass and tells the truth; lint(model, fix=True) and `keras-rewrite lint --fix/--diff`."""
 import keras
+import numpy as np
 import pytest
 from keras import layers
 
+import importlib
+
 import keras_rewrite
-from keras_rewrite.lint import RULES, Finding, lint, lint_graph
+from keras_rewrite.errors import RewriteError
+from keras_rewrite.lint import (FIX_ORDER, RULES, Finding, LintReport, fix_plan, lint,
+                                lint_graph)
+from keras_rewrite.passes import registry
 from seed_models import build_cnn, build_unet
+
+lint_module = importlib.import_module("keras_rewrite.lint")  # the package's `lint` is the function
 
 L2 = keras.regularizers.L2(1e-4)
 
@@ -24,18 +33,27 @@ def model_of(*make, input_shape=(8, 8, 3), regularized=True):
     return model
 
 
-def conv(name="conv", **kw):
-    return lambda: layers.Conv2D(4, 3, padding="same", name=name, **kw)
+def conv(name="conv", use_bias=False, **kw):
+    """A conv layer; without a bias unless asked (keeps bias-before-bn out of the way)."""
+    return lambda: layers.Conv2D(4, 3, padding="same", name=name, use_bias=use_bias, **kw)
 
 
 def named(cls, name, *args, **kw):
     return lambda: cls(*args, name=name, **kw)
 
 
-def found(model_or_findings):
+def found(model_or_findings, **kw):
     findings = (model_or_findings if isinstance(model_or_findings, list)
-                else lint(model_or_findings))
+                else lint(model_or_findings, **kw))
     return [(f.rule, f.layers, f.fixed_by) for f in findings]
+
+
+def rules_of(findings):
+    return [f.rule for f in findings]
+
+
+def predictions(model, x):
+    return np.asarray(model(x, training=False))
 
 
 def clean_model():
@@ -53,13 +71,41 @@ def test_a_clean_model_has_no_findings():
 def test_finding_is_readable():
     (finding,) = lint(model_of(conv(), named(layers.ReLU, "relu"),
                                named(layers.BatchNormalization, "bn")))
-    assert isinstance(finding, Finding) and finding.explanation == RULES[finding.rule]
+    assert isinstance(finding, Finding) and finding.explanation == RULES[finding.rule].explanation
     text = str(finding)
     assert text.startswith("[activation-before-bn] relu, bn (fixed by the 'reorder' pass): ")
     assert "half of the units" in text
 
 
-# ------------------------------------------------------------------------------ each rule
+# ------------------------------------------------------------------------------ the rule table
+
+
+def test_every_rule_s_fix_names_a_registered_pass():
+    registered = registry.passes()
+    for rule in RULES.values():
+        for name in rule.fixes:
+            assert name in registered, f"rule {rule.id} names unknown pass {name!r}"
+            assert name in FIX_ORDER, f"lint(fix=True) would never run {name!r}"
+        assert rule.profile in lint_module.PROFILES
+        assert rule.id in lint_module.__doc__  # the module docstring's table lists it
+    assert set(FIX_ORDER) <= set(registered)
+    assert len(set(FIX_ORDER)) == len(FIX_ORDER)
+
+
+def test_a_finding_must_name_one_of_its_rule_s_fixes():
+    with pytest.raises(RewriteError, match="names fixed_by='l2'"):
+        lint_module._finding("bias-before-bn", ["conv", "bn"], "l2")
+
+
+def test_bad_arguments():
+    with pytest.raises(RewriteError, match="Expected profile='training' or profile="
+                                           "'inference'. Received: profile='export'"):
+        lint(clean_model(), profile="export")
+    with pytest.raises(RewriteError, match="Received: fix='yes'"):
+        lint(clean_model(), fix="yes")
+
+
+# ------------------------------------------------------------------------------ the seed rules
 
 
 def test_bn_after_dropout():
@@ -92,7 +138,7 @@ def test_dropout_before_pooling():
                      named(layers.ReLU, "relu"), named(layers.MaxPooling2D, "pool"))
     rules = found(model)
     assert ("dropout-before-pooling", ("drop", "pool"), "reorder") in rules
-    assert "second largest" in RULES["dropout-before-pooling"]
+    assert "second largest" in RULES["dropout-before-pooling"].explanation
     # Whole-channel dropout before pooling is fine (the SpatialDropout 'sd' gives no finding
     # of this rule); so is plain dropout before average pooling (the seed's argument is
     # about max pooling).
@@ -139,6 +185,10 @@ def test_no_weight_regularization():
     assert lint(model_of(conv(), named(layers.Flatten, "flat"), regularized=True)) == []
     # Nothing that could be regularized: nothing to say.
     assert lint(model_of(named(layers.MaxPooling2D, "pool"), regularized=False)) == []
+    # An optimizer with weight_decay regularizes every weight: L2 on top would be twice.
+    model.compile(optimizer=keras.optimizers.AdamW(weight_decay=1e-4), loss="mse")
+    assert "no-weight-regularization" not in rules_of(lint(model))
+    assert "no-weight-regularization" in rules_of(lint_graph(keras_rewrite.to_graph(model)))
 
 
 def test_bn_soon_after_dropout():
@@ -160,15 +210,218 @@ def test_nested_models_are_linted():
     assert found(lint_graph(keras_rewrite.to_graph(outer))) == found(outer)
 
 
+# ------------------------------------------------------------------------------ regularization
+
+
+def dense_model(*, kernel_regularizer="l2", bias_regularizer=None, bn=False):
+    inputs = keras.Input((4,), name="x")
+    x = layers.BatchNormalization(name="bn")(inputs) if bn else inputs
+    x = layers.Dense(3, kernel_regularizer=kernel_regularizer, bias_regularizer=bias_regularizer,
+                     name="d")(x)
+    return keras.Model(inputs, layers.Dense(2, use_bias=False, kernel_regularizer="l2",
+                                            name="head")(x))
+
+
+def test_l2_with_weight_decay():
+    model = dense_model()
+    model.compile(optimizer=keras.optimizers.SGD(0.1, weight_decay=1e-4), loss="mse")
+    l2, decay = lint(model)
+    assert (l2.rule, l2.layers, l2.fixed_by) == ("l2-with-weight-decay", ("d", "head"), None)
+    # L2(0.01) (the "l2" shorthand) is weight decay 0.02 with plain SGD.
+    assert l2.detail == ("optimizer SGD(weight_decay=0.0001, momentum=0); L2 coefficient(s) "
+                         "0.01 on 2 layers, which with plain SGD are weight_decay 0.02")
+    assert "L2(λ) is weight_decay=2λ" in l2.explanation and "AdamW" in l2.explanation
+    assert decay.rule == "weight-decay-on-bias-or-norm" and decay.layers == ("d",)
+    # Not without weight decay, not without an optimizer, not on a bare graph.
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
+    assert lint(model) == []
+    assert lint(dense_model()) == []
+    model.compile(optimizer=keras.optimizers.AdamW(weight_decay=1e-4), loss="mse")
+    assert rules_of(lint(model)) == ["l2-with-weight-decay", "weight-decay-on-bias-or-norm"]
+    assert lint_graph(keras_rewrite.to_graph(model)) == []
+    # No pass fixes it: the fix leaves it, and says so.
+    _, report = lint(model, fix=True)
+    assert report.passes == [] and rules_of(report.after) == rules_of(report.before)
+    assert report.fixed == []
+
+
+def test_the_explanation_s_math_l2_is_sgd_weight_decay_2_lambda():
+    """One SGD step with L2(λ) equals one with weight_decay=2λ; with Adam they differ."""
+    lam, lr = 0.05, 0.1
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((8, 4)).astype("float32"), rng.standard_normal((8, 2))
+
+    def stepped(regularizer, optimizer):
+        inputs = keras.Input((4,))
+        model = keras.Model(inputs, layers.Dense(2, use_bias=False,
+                                                 kernel_initializer="ones",
+                                                 kernel_regularizer=regularizer)(inputs))
+        model.compile(optimizer=optimizer, loss="mse", run_eagerly=True)
+        model.train_on_batch(x, y.astype("float32"))
+        return model.get_weights()[0]
+
+    sgd_l2 = stepped(keras.regularizers.L2(lam), keras.optimizers.SGD(lr))
+    sgd_decay = stepped(None, keras.optimizers.SGD(lr, weight_decay=2 * lam))
+    np.testing.assert_allclose(sgd_l2, sgd_decay, rtol=1e-6, atol=1e-7)
+    assert not np.allclose(sgd_l2, stepped(None, keras.optimizers.SGD(lr)), atol=1e-3)
+    adam_l2 = stepped(keras.regularizers.L2(lam), keras.optimizers.Adam(lr))
+    adam_decay = stepped(None, keras.optimizers.Adam(lr, weight_decay=2 * lam))
+    assert not np.allclose(adam_l2, adam_decay, atol=1e-3)
+
+
+def test_weight_decay_on_bias_or_norm_and_its_exclusion():
+    model = dense_model(bn=True)
+    optimizer = keras.optimizers.AdamW(weight_decay=1e-4)
+    model.compile(optimizer=optimizer, loss="mse")
+    (_, decay) = lint(model)
+    assert decay.rule == "weight-decay-on-bias-or-norm" and decay.layers == ("bn", "d")
+    assert "decays 3 biases and γ/β variables, e.g. bn/gamma, bn/beta, d/bias" in decay.detail
+    assert "exclude_from_weight_decay" in decay.explanation
+    optimizer.exclude_from_weight_decay(var_names=["bias", "gamma", "beta"])
+    assert rules_of(lint(model)) == ["l2-with-weight-decay"]
+    # A rebuilt model's optimizer keeps the exclusion (it is not in the optimizer's config).
+    fixed, report = lint(model, fix=True)
+    assert rules_of(report.after) == ["l2-with-weight-decay"]
+    assert fixed.optimizer is not optimizer
+    # Excluding the variables themselves works too (matched by path in the rebuilt model).
+    model.compile(optimizer=keras.optimizers.AdamW(weight_decay=1e-4), loss="mse")
+    model.optimizer.exclude_from_weight_decay(
+        var_list=[model.get_layer("d").bias, *model.get_layer("bn").trainable_weights])
+    assert rules_of(lint(model)) == ["l2-with-weight-decay"]
+    assert rules_of(lint(model, fix=True)[1].after) == ["l2-with-weight-decay"]
+
+
+def test_regularizer_on_bias_or_norm():
+    model = dense_model(bias_regularizer="l2")
+    (finding,) = lint(model)
+    assert (finding.rule, finding.layers, finding.fixed_by) == (
+        "regularizer-on-bias-or-norm", ("d",), None)
+    assert "d: bias_regularizer" in finding.detail
+    inputs = keras.Input((4,))
+    x = layers.BatchNormalization(gamma_regularizer="l2", name="bn")(inputs)
+    x = layers.Dense(2, kernel_regularizer="l2", use_bias=False, name="head")(x)
+    assert found(keras.Model(inputs, x)) == [("regularizer-on-bias-or-norm", ("bn",), None)]
+    # Set in place on the variable (it works there, in the loss) counts too.
+    model = dense_model()
+    model.get_layer("d").bias.regularizer = L2
+    assert found(model) == [("regularizer-on-bias-or-norm", ("d",), None)]
+    # The l2 pass leaves biases alone by default; with include_biases=True lint disagrees.
+    assert lint(keras_rewrite.rewrite(dense_model(), ["l2"])) == []
+    biased = keras_rewrite.rewrite(dense_model(kernel_regularizer=None),
+                                   [keras_rewrite.passes.L2Regularization(include_biases=True)])
+    assert rules_of(lint(biased)) == ["regularizer-on-bias-or-norm"]
+
+
+def test_regularizer_set_on_a_built_layer_has_no_effect_until_a_rebuild():
+    model = dense_model(kernel_regularizer=None)
+    model.get_layer("d").kernel_regularizer = keras.regularizers.L2(0.1)
+    # The fact the rule is about: the config shows it, the loss does not.
+    assert model.get_layer("d").get_config()["kernel_regularizer"] is not None
+    assert len(model.losses) == 1  # only the head's
+    (finding,) = lint(model)
+    assert (finding.rule, finding.layers, finding.fixed_by) == (
+        "regularizer-without-effect", ("d",), None)
+    assert finding.detail == "in the config but not on the variable: d.kernel_regularizer"
+    fixed, report = lint(model, fix=True)
+    assert report.passes == [] and report.after == [] and report.fixed == [finding]
+    assert len(fixed.losses) == 2  # the rebuild created the variable with its regularizer
+
+
+# ------------------------------------------------------------------------------ bias before BN
+
+
+def test_bias_before_bn_fires_where_the_bias_is_wasted():
+    model = model_of(conv(use_bias=True, kernel_regularizer="l2"),
+                     named(layers.BatchNormalization, "bn"), named(layers.ReLU, "relu"),
+                     regularized=False)
+    (finding,) = lint(model)
+    assert (finding.rule, finding.layers, finding.fixed_by) == (
+        "bias-before-bn", ("conv", "bn"), "drop_bias_before_bn")
+    assert "cancels out" in finding.explanation
+    # Not when the bias matters: a fused activation, BN over another axis, another user.
+    assert lint(model_of(conv(use_bias=True, activation="relu"),
+                         named(layers.BatchNormalization, "bn"))) != []  # activation-before-bn
+    assert "bias-before-bn" not in rules_of(lint(model_of(
+        conv(use_bias=True, activation="relu"), named(layers.BatchNormalization, "bn"))))
+    assert lint(model_of(conv(use_bias=True), named(layers.BatchNormalization, "bn", axis=1))) \
+        == []
+    inputs = keras.Input((8, 8, 3))
+    c = layers.Conv2D(4, 3, kernel_regularizer="l2", name="conv")(inputs)
+    fan_out = keras.Model(inputs, layers.Add()([c, layers.BatchNormalization()(c)]))
+    assert lint(fan_out) == []
+    # Fixed: no finding, and the same predictions up to float32 rounding.
+    for v in model.get_layer("conv").weights + model.get_layer("bn").non_trainable_weights:
+        v.assign(np.random.default_rng(0).normal(size=v.shape).astype("float32") ** 2)
+    fixed, report = lint(model, fix=True)
+    assert report.passes == ["drop_bias_before_bn"] and report.after == []
+    x = np.random.default_rng(1).standard_normal((2, 8, 8, 3)).astype("float32")
+    np.testing.assert_allclose(predictions(fixed, x), predictions(model, x), rtol=1e-5,
+                               atol=1e-5)
+
+
+# ------------------------------------------------------------------------------ profile inference
+
+
+def export_model():
+    inputs = keras.Input((8, 8, 3), name="x")
+    x = layers.Conv2D(4, 3, name="conv")(inputs)
+    x = layers.BatchNormalization(name="bn")(x)
+    x = layers.ReLU(name="relu")(x)
+    x = layers.Dropout(0.3, name="drop")(x)
+    x = layers.Flatten(name="flat")(x)
+    x = layers.GaussianNoise(0.1, name="noise")(x)
+    model = keras.Model(inputs, layers.Dense(2, name="head")(x))
+    rng = np.random.default_rng(0)
+    bn = model.get_layer("bn")
+    bn.moving_mean.assign(rng.normal(size=4).astype("float32"))
+    bn.moving_variance.assign(rng.uniform(0.5, 2, 4).astype("float32"))
+    return model
+
+
+def test_profile_inference_fold_and_strip():
+    model = export_model()
+    assert found(model, profile="inference") == [
+        ("foldable-batchnorm", ("conv", "bn"), "fold_batchnorm"),
+        ("training-only-layer", ("drop",), "strip_inference"),
+        ("training-only-layer", ("noise",), "strip_inference")]
+    assert lint(model, profile="inference")[1].detail == "Dropout"
+    # The training rules are not asked for an export, and the inference ones not in training.
+    assert "foldable-batchnorm" not in rules_of(lint(model))
+    fixed, report = lint(model, profile="inference", fix=True)
+    assert report.passes == ["strip_inference", "fold_batchnorm"] and report.after == []
+    assert [type(l).__name__ for l in fixed.layers] == ["InputLayer", "Conv2D", "ReLU",
+                                                        "Flatten", "Dense"]
+    x = np.random.default_rng(1).standard_normal((2, 8, 8, 3)).astype("float32")
+    np.testing.assert_allclose(predictions(fixed, x), predictions(model, x), rtol=1e-5,
+                               atol=1e-5)
+
+
+def test_strip_brings_out_a_fold():
+    """Conv -> Dropout -> BN: stripping the dropout makes the BN foldable; the plan sees it."""
+    inputs = keras.Input((8, 8, 3))
+    x = layers.Conv2D(4, 3, name="conv")(inputs)
+    x = layers.Dropout(0.5, name="drop")(x)
+    model = keras.Model(inputs, layers.BatchNormalization(name="bn")(x))
+    assert rules_of(lint(model, profile="inference")) == ["training-only-layer"]
+    assert fix_plan(model, profile="inference") == ["strip_inference", "fold_batchnorm"]
+    fixed, report = lint(model, profile="inference", fix=True)
+    assert [type(l).__name__ for l in fixed.layers] == ["InputLayer", "Conv2D"]
+
+
 # ------------------------------------------------------------------------------ the seeds
 
 
 SEED_CNN_FINDINGS = [
     ("no-weight-regularization",
      ("conv2d", "conv2d_1", "conv2d_2", "conv2d_3", "dense", "dense_1"), "l2"),
+    ("bias-before-bn", ("conv2d", "batch_normalization"), "drop_bias_before_bn"),
+    ("bias-before-bn", ("conv2d_1", "batch_normalization_1"), "drop_bias_before_bn"),
     ("dropout-on-feature-maps", ("dropout",), "spatial_dropout"),
+    ("bias-before-bn", ("conv2d_2", "batch_normalization_2"), "drop_bias_before_bn"),
     ("bn-soon-after-dropout", ("dropout", "batch_normalization_2"), None),
+    ("bias-before-bn", ("conv2d_3", "batch_normalization_3"), "drop_bias_before_bn"),
     ("dropout-on-feature-maps", ("dropout_1",), "spatial_dropout"),
+    ("bias-before-bn", ("dense", "batch_normalization_4"), "drop_bias_before_bn"),
     ("bn-soon-after-dropout", ("dropout_1", "batch_normalization_4"), None),
 ]
 
@@ -180,6 +433,8 @@ def fresh_names():
 def test_seed_cnn_findings():
     fresh_names()
     assert found(build_cnn(compile=False)) == SEED_CNN_FINDINGS
+    fresh_names()
+    assert found(build_cnn()) == SEED_CNN_FINDINGS  # compiled with Adam: no weight decay
 
 
 def test_seed_unet_only_lacks_regularization():
@@ -187,11 +442,21 @@ def test_seed_unet_only_lacks_regularization():
     assert finding.rule == "no-weight-regularization" and len(finding.layers) == 23
 
 
-def test_seed_cnn_after_the_three_passes_keeps_only_design_findings():
+def test_seed_cnn_fixed_keeps_only_design_findings():
     fresh_names()
-    model = build_cnn(compile=False)
-    new = keras_rewrite.rewrite(model, ["l2", "spatial_dropout", "reorder"])
-    assert found(new) == [r for r in SEED_CNN_FINDINGS if r[2] is None]
+    model = build_cnn()
+    fixed, report = lint(model, fix=True)
+    assert isinstance(report, LintReport) and report.before == lint(model)
+    assert report.passes == ["l2", "spatial_dropout", "drop_bias_before_bn"]
+    assert found(report.after) == [r for r in SEED_CNN_FINDINGS if r[2] is None]
+    assert found(fixed) == found(report.after)
+    assert len(report.fixed) == 8 and report.summary() == (
+        "10 findings, 8 fixed by the passes l2, spatial_dropout, drop_bias_before_bn; 2 remain")
+    assert report.rewrite.outputs_unchanged is None  # drop_bias_before_bn: up to rounding
+    x = np.random.default_rng(0).standard_normal((2, 32, 32, 3)).astype("float32")
+    np.testing.assert_allclose(predictions(fixed, x), predictions(model, x), rtol=1e-4,
+                               atol=1e-6)
+    assert fixed.optimizer is not None and fixed.optimizer is not model.optimizer
 
 
 # ------------------------------------------------------------------------------ fixed_by is honest
@@ -213,15 +478,15 @@ def proposed_order_model():
     return keras.Model(inputs, layers.Dense(2, name="out")(x))
 
 
-@pytest.mark.parametrize("build", [proposed_order_model, lambda: build_cnn(compile=False)],
-                         ids=["proposed_order", "seed_cnn"])
-def test_each_fixing_pass_removes_its_findings(build):
+@pytest.mark.parametrize("build", [proposed_order_model, lambda: build_cnn(compile=False),
+                                   export_model], ids=["proposed_order", "seed_cnn", "export"])
+@pytest.mark.parametrize("profile", ["training", "inference"])
+def test_each_fixing_pass_removes_its_findings(build, profile):
     model = build()
-    before = found(model)
+    before = found(model, profile=profile)
     fixers = sorted({r[2] for r in before if r[2] is not None})
-    assert fixers
     for name in fixers:
-        after = found(keras_rewrite.rewrite(model, [name]))
+        after = found(keras_rewrite.rewrite(model, [name]), profile=profile)
         for rule in before:
             if rule[2] == name:
                 assert rule not in after, f"'{name}' claims to fix {rule} but it remains"
@@ -234,5 +499,172 @@ def test_proposed_order_findings_and_their_fix():
         assert ("bn-after-dropout", (f"drop{i}", f"bn{i}"), "reorder") in rules
         assert ("dropout-before-pooling", (f"drop{i}", f"pool{i}"), "reorder") in rules
     assert ("activation-before-bn", ("dense", "bn_head"), "reorder") in rules
-    new = keras_rewrite.rewrite(model, ["l2", "spatial_dropout", "reorder"])
-    assert [r for r in found(new) if r[2] is not None] == []
+    assert "bias-before-bn" not in rules_of(lint(model))  # dropout between conv and BN
+    # The reorder puts each BN right after its conv (and splits the head's fused ReLU off):
+    # their biases are then wasted, and the plan,
+    # deciding on the graph as the passes before left it, drops them too.
+    fixed, report = lint(model, fix=True)
+    assert report.passes == ["l2", "spatial_dropout", "reorder", "drop_bias_before_bn"]
+    assert [f for f in report.after if f.fixed_by is not None] == []
+    fixable = [r for r in found(keras_rewrite.rewrite(model, ["l2", "spatial_dropout",
+                                                           "reorder"])) if r[2] is not None]
+    assert fixable == [("bias-before-bn", pair, "drop_bias_before_bn")
+                       for pair in [("conv0", "bn0"), ("conv1", "bn1"), ("dense", "bn_head")]]
+
+
+# ------------------------------------------------------------------------------ command line
+
+
+needs_tf = pytest.mark.skipif(keras.backend.backend() != "tensorflow",
+                              reason="the command line reads and writes files on TensorFlow")
+
+
+def cli(argv, capsys, cwd, monkeypatch):
+    from keras_rewrite_cli import entry
+
+    monkeypatch.chdir(cwd)
+    code = entry.main([str(a) for a in argv])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.fixture
+def model_file(tmp_path):
+    model = model_of(conv(use_bias=True), named(layers.BatchNormalization, "bn"),
+                     named(layers.ReLU, "relu"), named(layers.Dropout, "drop", 0.2),
+                     named(layers.Flatten, "flat"), named(layers.Dense, "head", 2),
+                     regularized=False)
+    model.compile(optimizer=keras.optimizers.SGD(weight_decay=1e-4), loss="mse")
+    model.save(tmp_path / "m.keras")
+    return tmp_path / "m.keras"
+
+
+@needs_tf
+def test_cli_lint_names_the_pass_and_how_to_run_it(model_file, capsys, monkeypatch):
+    code, out, err = cli(["lint", "m.keras", "--brief"], capsys, model_file.parent, monkeypatch)
+    assert (code, err) == (1, "")
+    words = " ".join(out.split())  # the hints are wrapped for the terminal
+    assert ("[bias-before-bn] conv, bn fixed by: the drop_bias_before_bn pass: keras-rewrite "
+            "lint --fix m.keras -o OUT.keras (that pass alone: keras-rewrite convert m.keras -o "
+            "OUT.keras --pass drop_bias_before_bn)") in words
+    assert "[weight-decay-on-bias-or-norm] conv, bn, head\n  fixed by: no pass fixes it" in out
+    assert "this model: optimizer SGD(weight_decay=0.0001, momentum=0)" in out
+    code, out, _ = cli(["lint", "m.keras", "--profile", "inference"], capsys, model_file.parent,
+                       monkeypatch)
+    assert "keras-rewrite lint --fix --profile inference m.keras -o OUT.keras" in \
+        " ".join(out.split())
+
+
+@needs_tf
+def test_cli_diff_shows_the_fix_and_writes_nothing(model_file, capsys, monkeypatch):
+    code, out, err = cli(["lint", "m.keras", "--diff"], capsys, model_file.parent, monkeypatch)
+    assert (code, err) == (1, "")  # as plain lint: there are findings
+    assert "fix (--diff: nothing written): passes spatial_dropout, drop_bias_before_bn" in out
+    assert "      drop: Dropout -> SpatialDropout2D" in out
+    assert "    conv (Conv2D): dropped: bias\n    bn (BatchNormalization): computed: " \
+           "moving_mean" in out
+    assert "after the fix: 1 finding left\n  [weight-decay-on-bias-or-norm] bn, head" in out
+    assert sorted(p.name for p in model_file.parent.iterdir()) == ["m.keras"]
+
+
+@needs_tf
+def test_cli_fix_writes_the_fixed_model(model_file, capsys, monkeypatch):
+    folder = model_file.parent
+    code, out, err = cli(["lint", "m.keras", "--fix", "-o", "fixed.keras", "--brief"], capsys,
+                         folder, monkeypatch)
+    assert (code, err) == (1, "")  # the weight decay on biases remains: no pass fixes it
+    assert "wrote fixed.keras (reloaded and checked" in out
+    fixed = keras.saving.load_model(folder / "fixed.keras")
+    assert fixed.get_layer("conv").get_config()["use_bias"] is False
+    assert type(fixed.get_layer("drop")).__name__ == "SpatialDropout2D"
+    # Inference profile: fold and strip, nothing left: exit 0.
+    code, out, err = cli(["lint", "fixed.keras", "--profile", "inference", "--fix", "-o",
+                          "export.keras", "--format", "json"], capsys, folder, monkeypatch)
+    assert (code, err) == (0, "")
+    import json
+
+    record = json.loads(out)
+    assert record["fix"]["passes"] == ["strip_inference", "fold_batchnorm"]
+    assert record["fix"]["findings_after"] == [] and record["fix"]["written"] is True
+    assert [f["rule"] for f in record["findings"]] == ["foldable-batchnorm",
+                                                       "training-only-layer"]
+    export = keras.saving.load_model(folder / "export.keras")
+    x = np.random.default_rng(0).standard_normal((2, 8, 8, 3)).astype("float32")
+    original = keras.saving.load_model(model_file)
+    np.testing.assert_allclose(predictions(export, x), predictions(original, x), rtol=1e-5,
+                               atol=1e-5)
+
+
+@needs_tf
+@pytest.mark.parametrize("argv, fragment", [
+    (["--fix"], "--fix needs -o OUT.keras"),
+    (["--diff", "-o", "o.keras"], "--diff writes nothing"),
+    (["-o", "o.keras"], "expected --fix with them"),
+    (["--fix", "--in-place", "-o", "o.keras"], "--in-place and -o/--output exclude"),
+    (["--profile", "export"], "invalid choice: 'export'"),
+])
+def test_cli_usage_errors(argv, fragment, tmp_path, capsys, monkeypatch):
+    code, out, err = cli(["lint", "m.keras", *argv], capsys, tmp_path, monkeypatch)
+    assert code == 2 and fragment in err and out == ""
+
+
+@needs_tf
+def test_cli_fix_never_overwrites_unless_asked(model_file, capsys, monkeypatch):
+    folder = model_file.parent
+    before = model_file.read_bytes()
+    code, _, err = cli(["lint", "m.keras", "--fix", "-o", "m.keras", "--force"], capsys,
+                       folder, monkeypatch)
+    assert code == 5 and "refusing to overwrite the input" in err
+    assert model_file.read_bytes() == before
+    code, out, err = cli(["lint", "m.keras", "--fix", "--in-place", "--brief"], capsys, folder,
+                         monkeypatch)
+    assert code == 1 and "wrote m.keras" in out
+    assert keras.saving.load_model(model_file).get_layer("conv").get_config()["use_bias"] is False
+    assert sorted(p.name for p in folder.iterdir()) == ["m.keras"]
+
+
+# ------------------------------------------------------------------------------ real models
+
+
+@pytest.mark.slow
+def test_resnet50_with_sgd_weight_decay_and_l2():
+    model = keras.applications.ResNet50(weights=None, input_shape=(64, 64, 3), classes=10)
+    model = keras_rewrite.rewrite(model, ["l2"])
+    model.compile(optimizer=keras.optimizers.SGD(0.1, momentum=0.9, weight_decay=1e-4),
+                  loss="categorical_crossentropy")
+    findings = {f.rule: f for f in lint(model)}
+    l2 = findings["l2-with-weight-decay"]
+    assert len(l2.layers) == 54  # 53 convolutions and the classifier
+    assert l2.detail == ("optimizer SGD(weight_decay=0.0001, momentum=0.9); L2 coefficient(s) "
+                         "0.0001 on 54 layers, which with plain SGD are weight_decay 0.0002")
+    assert len(findings["weight-decay-on-bias-or-norm"].layers) == 54 + 53  # biases, BN γ/β
+    fixed, report = lint(model, fix=True)
+    assert report.passes == ["drop_bias_before_bn"]
+    assert len(report.fixed) == 53 and {f.rule for f in report.fixed} == {"bias-before-bn"}
+    assert all(f.fixed_by is None for f in report.after)
+
+
+@pytest.mark.slow
+def test_mobilenet_v2_for_inference():
+    model = keras.applications.MobileNetV2(weights=None, input_shape=(64, 64, 3), classes=10,
+                                           classifier_activation=None)
+    rng = np.random.default_rng(0)
+    for layer in model.layers:
+        if isinstance(layer, layers.BatchNormalization):
+            n = layer.moving_mean.shape[0]
+            layer.moving_mean.assign(rng.normal(size=n).astype("float32"))
+            layer.moving_variance.assign(rng.uniform(0.5, 2, n).astype("float32"))
+            layer.gamma.assign(rng.uniform(0.5, 1.5, n).astype("float32"))
+    inputs = keras.Input((64, 64, 3))
+    model = keras.Model(inputs, layers.Dropout(0.2, name="top_dropout")(model(inputs)))
+    findings = lint(model, profile="inference")
+    assert rules_of(findings).count("foldable-batchnorm") == 52
+    assert found([f for f in findings if f.rule == "training-only-layer"]) == [
+        ("training-only-layer", ("top_dropout",), "strip_inference")]
+    fixed, report = lint(model, profile="inference", fix=True)
+    assert report.passes == ["strip_inference", "fold_batchnorm"] and report.after == []
+    assert not any(isinstance(l, layers.BatchNormalization) for l in fixed.layers)
+    x = rng.standard_normal((2, 64, 64, 3)).astype("float32")
+    want = predictions(model, x)
+    np.testing.assert_allclose(predictions(fixed, x), want, rtol=1e-4,
+                               atol=1e-4 * float(np.abs(want).max()))
