@@ -345,6 +345,23 @@ def copy_layer_object(layer, *, move_variables=False):
     return memo[id(layer)]
 
 
+def set_copied_dtype_policy(layer, source, policy: str) -> None:
+    """Give `layer`, a copy of `source` (`copy_layer_object`), the dtype policy `policy`: the
+    layer and each of its sub-layers that had `source`'s policy, as its constructor would
+    have passed it on, except softmax/sigmoid sub-layers (KerasHub builds its attention
+    softmax float32 on purpose). Variables keep their dtype."""
+    old = source.dtype_policy.name
+    for sub in sublayers(layer):
+        if sub is not layer:
+            if getattr(sub.dtype_policy, "name", None) != old:
+                continue
+            name = getattr(getattr(sub, "activation", None), "__name__", "")
+            if isinstance(sub, keras.layers.Softmax) or name in ("softmax", "sigmoid",
+                                                                 "log_softmax"):
+                continue
+        sub.dtype_policy = policy
+
+
 def snapshot_live_state(model):
     """A function that puts back every attribute of `model`'s layers and every variable's
     regularizer and constraint as they are now (for all-or-nothing in-place passes)."""

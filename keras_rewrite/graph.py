@@ -17,6 +17,11 @@ Graph attributes (``graph.graph``):
                     the model's nested input/output structure (list, dict, ...) with the
                     position in `inputs` / `outputs` at each leaf.
     source          the original model (read only; never modified).
+    weights_must_fit
+                    optional: names of the passes that promise every weight still fits
+                    (`SetInputShape`, `SetDtypePolicy`); the rebuild then refuses, naming the
+                    layer, a layer no pass gave new weights whose weights no longer fit,
+                    instead of re-initializing it.
 
 Node ids are strings: a layer's name for its first call in this model, ``name:k`` for its
 k-th further call; an input node's id is its InputLayer's name; output nodes are ``output:i``.

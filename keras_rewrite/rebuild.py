@@ -5,10 +5,17 @@ spec becomes one shared layer; nested models are rebuilt from their own graphs. 
 carried over by `keras_rewrite.weights` right after each layer is built, and the new layers
 are built with zero initializers first, since their values are about to be overwritten.
 Then `keras_rewrite.checks` compares output shapes with the original's.
+
+A pass that promises to carry every original weight (a new input shape, a new dtype policy)
+lists its name in the graph attribute ``weights_must_fit``: a layer no pass gave new weights
+whose weights no longer fit what it receives (Flatten -> Dense on a new input shape) is then a
+`ShapeMismatchError` naming the layer, the input shape it received and from where, and the
+shape it had, instead of a layer that silently starts afresh.
 """
 from __future__ import annotations
 
 import contextlib
+import re
 import shutil
 import tempfile
 
@@ -44,6 +51,7 @@ def to_model(graph: nx.MultiDiGraph, *, report: Report | None = None,
     size = sum(g.number_of_nodes() for g in iter_graphs(graph))
     with _keras.recursion_limit_for(size):
         rebuilder = _Rebuilder(report, move)
+        rebuilder.weights_must_fit = list(graph.graph.get("weights_must_fit") or ())
         try:
             model = rebuilder.build(graph)
         finally:
@@ -62,7 +70,9 @@ class _Rebuilder:
         self.layer_map = {}  # id(original layer) -> new layer, for model attributes
         self.copied = {}  # id(spec) -> why the layer was copied from its object
         self._copyable = {}  # id(spec) -> _copyable(spec), computed once (it compares configs)
+        self._new_policy = {}  # id(spec) -> _policy_only_change(spec), computed once
         self._scratch = None
+        self.weights_must_fit = []  # passes that carry every weight (graph attribute)
 
     def assets_dir(self) -> str:
         """A scratch folder for lookup vocabularies in transit, removed by `close`."""
@@ -82,13 +92,13 @@ class _Rebuilder:
             elif self.move and self.copyable(spec) and not isinstance(spec.source,
                                                                     _keras.InputLayer):
                 layer = self.copy(spec, "variables moved (copy=False)")
-            elif spec.config_error and self.copyable(spec):
+            elif spec.config_error and (self.copyable(spec) or self.new_policy(spec)):
                 layer = self.copy(spec, spec.config_error)
             else:
                 try:
                     layer = _keras.new_operation(spec.cls, spec.config, spec.source)
                 except Exception as exc:
-                    if not self.copyable(spec):
+                    if not (self.copyable(spec) or self.new_policy(spec)):
                         raise RebuildError(
                             f"layer '{spec.name}': could not re-create {spec.class_name} from "
                             f"its config: {type(exc).__name__}: {exc}") from exc
@@ -105,10 +115,22 @@ class _Rebuilder:
             known = self._copyable[id(spec)] = _copyable(spec)
         return known
 
+    def new_policy(self, spec) -> str | None:
+        """The new dtype policy of a layer a pass changed in nothing else (see
+        `_policy_only_change`): such a layer can be copied from its object too."""
+        if id(spec) not in self._new_policy:
+            self._new_policy[id(spec)] = _policy_only_change(spec)
+        return self._new_policy[id(spec)]
+
     def copy(self, spec, why):
-        """Carry an untouched layer over by copying the object (see _keras.copy_layer_object)."""
+        """Carry a layer over by copying the object (see _keras.copy_layer_object): an
+        untouched one, or one whose dtype policy alone changed (set on the copy)."""
         try:
             layer = _keras.copy_layer_object(spec.source, move_variables=self.move)
+            policy = None if self.copyable(spec) else self.new_policy(spec)
+            if policy is not None:
+                _keras.set_copied_dtype_policy(layer, spec.source, policy)
+                why = f"{why}; dtype policy {policy} set on the copy"
         except Exception as exc:
             raise RebuildError(
                 f"layer '{spec.name}' ({spec.class_name}) cannot be carried over: {why}, and "
@@ -119,8 +141,11 @@ class _Rebuilder:
         self.layer_map[id(spec.source)] = layer
         return layer
 
-    def call(self, node_id, data, inputs, inputs_as_before=False):
+    def call(self, node_id, data, inputs, inputs_as_before=False, sources=None):
+        """Call `data`'s layer on `inputs` ({slot: tensor}); `sources` ({slot: (producer id,
+        the producer's output shape in the original model or None)}) names them in errors."""
         spec = data["spec"]
+        named = _named_inputs(inputs, sources)
         layer = self.layer_for(spec)
         first_build = spec.subgraph is None and not getattr(layer, "built", True)
         args, kwargs = map_structure(
@@ -131,33 +156,37 @@ class _Rebuilder:
             with init:
                 outputs = layer(*args, **kwargs)
         except Exception as exc:
-            if not (first_build and self.copyable(spec) and id(spec) not in self.copied):
-                raise _call_error(spec, args, kwargs, exc) from exc
+            if not (first_build and (self.copyable(spec) or self.new_policy(spec))
+                    and id(spec) not in self.copied):
+                raise _call_error(spec, exc, named) from exc
             layer = self.copy(spec, f"the layer re-created from its config fails when called "
                                     f"({type(exc).__name__}: {_first_line(exc)})")
             zeroed = False
-            outputs = self.call_copy(spec, layer, args, kwargs)
-        if (first_build and self.copyable(spec) and id(spec) not in self.copied
-                and not _keras.is_keras_layer(layer)):
+            outputs = self.call_copy(spec, layer, args, kwargs, named)
+        if (first_build and (self.copyable(spec) or self.new_policy(spec))
+                and id(spec) not in self.copied and not _keras.is_keras_layer(layer)):
             # Keras's own layers round-trip through their configs (the zoo shows it on every
             # keras.applications model); other classes are checked, at a get_config each.
             why = _unfaithful(spec, layer, inputs_as_before)
             if why:  # from_config built something else: never find out from predictions
                 layer = self.copy(spec, why)
                 zeroed = False
-                outputs = self.call_copy(spec, layer, args, kwargs)
-        self.carry(spec, layer, zeroed)
+                outputs = self.call_copy(spec, layer, args, kwargs, named)
+        self.carry(spec, layer, zeroed, named)
         return keras.tree.flatten(outputs)
 
-    def carry(self, spec, layer, zeroed: bool) -> None:
+    def carry(self, spec, layer, zeroed: bool, inputs=None) -> None:
         """Once per rebuilt layer, right after it is built: its state (weights.py), initial
-        values for what could not be carried, sub-layer regularizers, a pass's weights."""
+        values for what could not be carried, sub-layer regularizers, a pass's weights.
+        `inputs` (see `_named_inputs`) says what the layer received, for errors."""
         if (spec.subgraph is not None or not isinstance(layer, keras.layers.Layer)
                 or layer.name in self.report.layers):
             return
         # Every rebuilt layer is reported, weightless ones too (built at creation).
         record = self.report.layers[layer.name] = transfer_weights(
             spec, layer, copied_because=self.copied.get(id(spec)), assets_dir=self.assets_dir)
+        if self.weights_must_fit and spec.weights is None:
+            checks.check_weights_fit(spec, record, inputs, self.weights_must_fit)
         if zeroed:
             initialize_new_weights(spec, layer, record)
         if spec.sublayer_regularizers:
@@ -165,11 +194,11 @@ class _Rebuilder:
         if spec.weights is not None:
             set_pass_weights(spec, layer, record)
 
-    def call_copy(self, spec, layer, args, kwargs):
+    def call_copy(self, spec, layer, args, kwargs, inputs):
         try:
             return layer(*args, **kwargs)
         except Exception as exc:
-            raise _call_error(spec, args, kwargs, exc) from exc
+            raise _call_error(spec, exc, inputs) from exc
 
     def build(self, graph):
         if (graph.graph["model_class"] == "Sequential" and _is_chain(graph)
@@ -186,15 +215,16 @@ class _Rebuilder:
                 layer = self.layer_for(data["spec"])
                 produced[node_id] = [layer.output]
             else:
-                inputs = {}
+                inputs, sources = {}, {}
                 as_before = True  # every input has the shape it had in the original model
                 for producer, _, edge in graph.in_edges(node_id, data=True):
                     tensor = produced[producer][edge["tensor_index"]]
                     inputs[edge["slot"]] = tensor
                     original = graph.nodes[producer]["output_shapes"]
-                    as_before = as_before and original is not None and (
-                        original[edge["tensor_index"]] == tuple(tensor.shape))
-                produced[node_id] = self.call(node_id, data, inputs, as_before)
+                    before = None if original is None else original[edge["tensor_index"]]
+                    sources[edge["slot"]] = (producer, before)
+                    as_before = as_before and before == tuple(tensor.shape)
+                produced[node_id] = self.call(node_id, data, inputs, as_before, sources)
             shapes[node_id] = [tuple(t.shape) for t in produced[node_id]]
         outputs = []
         for out_id in graph.graph["outputs"]:
@@ -251,7 +281,7 @@ class _Rebuilder:
         if source is None or cls is _keras.Functional or not issubclass(cls, _keras.Functional):
             return keras.Model(inputs=inputs, outputs=outputs, name=name)
         _, saves_graph = _keras.model_class_of(source)
-        if not saves_graph and not graph_unchanged(graph):
+        if not saves_graph and (not graph_unchanged(graph) or _inputs_changed(graph)):
             self.report.notes.append(
                 f"model '{name}': rebuilt as RewrittenFunctional, not {cls.__name__}: "
                 f"{cls.__name__} saves itself as constructor arguments, so a file of it would "
@@ -284,17 +314,42 @@ class _Rebuilder:
             try:
                 model = keras.Sequential([input_layer, *layers], name=graph.graph["name"])
             except Exception as exc:
+                self.diagnose_chain(graph, chain, input_id, input_layer, layers)
                 raise RebuildError(f"Sequential model '{graph.graph['name']}' could not be "
                                    f"rebuilt: {type(exc).__name__}: {exc}") from exc
         zeroed = {id(layer) for spec, layer in fresh if spec.source is not None}
-        for spec, layer in zip(specs, layers):
-            self.carry(spec, layer, id(layer) in zeroed)
+        previous = (input_id, input_layer)
+        for node_id, spec, layer in zip(chain, specs, layers):
+            self.carry(spec, layer, id(layer) in zeroed,
+                       _output_of(*previous, graph.nodes[previous[0]]["output_shapes"]))
+            previous = (node_id, layer)
         _keras.set_own_trainable(model, graph.graph.get("trainable", True))
         shapes = {input_id: [tuple(input_layer.output.shape)]}
         for node_id, layer in zip(chain, layers):
             shapes[node_id] = [tuple(t.shape) for t in keras.tree.flatten(layer.output)]
         self.shapes[id(graph)] = shapes
         return model
+
+    def diagnose_chain(self, graph, chain, input_id, input_layer, layers) -> None:
+        """After a Sequential failed to build: call its layers one by one and raise the
+        precise error of the first that cannot take its input (see `_call_error`)."""
+        tensor, previous = input_layer.output, input_id
+        for node_id, layer in zip(chain, layers):
+            before = graph.nodes[previous]["output_shapes"]
+            named = [(previous, tuple(tensor.shape), before[0] if before else None)]
+            try:
+                tensor = layer(tensor)
+            except Exception as exc:
+                raise _call_error(graph.nodes[node_id]["spec"], exc, named) from exc
+            previous = node_id
+
+
+def _inputs_changed(graph) -> bool:
+    """True when a pass edited an input's config (a new shape) here or in a nested model
+    (`graph_unchanged` does not look at inputs)."""
+    return any(data["kind"] == "input" and data["spec"].original_config is not None
+               and not configs_equal(data["spec"].config, data["spec"].original_config)
+               for g in iter_graphs(graph) for _, data in g.nodes(data=True))
 
 
 def _plural_names(names) -> str:
@@ -332,11 +387,44 @@ def _unfaithful(spec, layer, same_inputs) -> str | None:
         config = layer.get_config()
     except Exception as exc:
         return f"get_config() fails after from_config ({type(exc).__name__}: {exc})"
-    if not configs_equal(config, spec.original_config):
-        keys = sorted(k for k in set(config) | set(spec.original_config)
-                      if not configs_equal(config.get(k), spec.original_config.get(k)))
+    # spec.config: the original's, or with only the dtype policy a pass changed. Keras's
+    # object-sharing scope (active while a file loads) stamps "shared_object_id" into configs
+    # serialized again, in place: not a difference.
+    config = _without_sharing_ids(config)
+    wanted = _without_sharing_ids(spec.config if spec.config_error is None
+                                  else spec.original_config)
+    if not configs_equal(config, wanted):
+        keys = sorted(k for k in set(config) | set(wanted)
+                      if not configs_equal(config.get(k), wanted.get(k)))
         return f"its config does not round-trip (differs in {', '.join(keys[:5])})"
     return None
+
+
+def _without_sharing_ids(value):
+    if isinstance(value, dict):
+        return {k: _without_sharing_ids(v) for k, v in value.items() if k != "shared_object_id"}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_without_sharing_ids(v) for v in value)
+    return value
+
+
+def _policy_only_change(spec) -> str | None:
+    """The policy name when a pass changed nothing of an original layer but its ``dtype``
+    config entry (`SetDtypePolicy`), else None. Such a layer, when its config cannot
+    re-create it, is copied from the object with the new policy set on the copy."""
+    if (spec.source is None or spec.subgraph is not None or spec.weights is not None
+            or spec.cls is not type(spec.source) or spec.original_config is None
+            or spec.sublayer_regularizers or "dtype" not in spec.config
+            or not isinstance(spec.source, keras.layers.Layer)):
+        return None
+    config, original = (_without_sharing_ids(c) for c in (spec.config, spec.original_config))
+    if {k for k in set(config) | set(original)
+            if not configs_equal(config.get(k), original.get(k))} != {"dtype"}:
+        return None
+    try:
+        return keras.dtype_policies.get(spec.config["dtype"]).name
+    except Exception:
+        return None
 
 
 def _first_difference(expected, received) -> str:
@@ -347,16 +435,45 @@ def _first_difference(expected, received) -> str:
 
 
 def _first_line(exc) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0][:200] if text else ""
+    return _keras_message(exc)[:200]
 
 
-def _call_error(spec, args, kwargs, exc):
-    received = [tuple(t.shape) for t in keras.tree.flatten((args, kwargs))
-                if isinstance(t, keras.KerasTensor)]
-    return RebuildError(
-        f"layer '{spec.name}' ({spec.class_name}) could not be called on inputs of "
-        f"shape {received}: {type(exc).__name__}: {exc}")
+def _call_error(spec, exc, inputs):
+    """RebuildError: the layer, the input shapes it received, from which layers, and what it
+    took in the original model. `inputs` is ``[(producer id, shape, original shape or None)]``
+    in slot order (see `_named_inputs`)."""
+    return RebuildError(f"{checks.input_text(spec, inputs)} ({type(exc).__name__}: "
+                        f"{_keras_message(exc)})")
+
+
+def _keras_message(exc) -> str:
+    """Keras's message without its frame ("Exception encountered when calling ...",
+    "Arguments received by ...") and terminal colours: what went wrong, on one line."""
+    lines = []
+    for line in re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).splitlines():
+        if line.startswith("Arguments received by"):
+            break
+        if line.strip() and not line.startswith("Exception encountered when calling"):
+            lines.append(line.strip())
+    return " ".join(lines) or str(exc)
+
+
+def _named_inputs(inputs, sources) -> list:
+    """``[(producer id, shape received, shape in the original model or None)]`` per slot."""
+    sources = sources or {}
+    return [(sources.get(slot, (None, None))[0], tuple(inputs[slot].shape),
+             sources.get(slot, (None, None))[1]) for slot in sorted(inputs)]
+
+
+def _output_of(node_id, layer, recorded) -> list:
+    """`_named_inputs` for the layer after `layer` (node `node_id`, whose original output
+    shapes are `recorded`) in a Sequential chain."""
+    try:
+        outputs = keras.tree.flatten(layer.output)
+    except Exception:  # an operation that cannot say: the error names less
+        return []
+    recorded = recorded or [None] * len(outputs)
+    return [(node_id, tuple(t.shape), before) for t, before in zip(outputs, recorded)]
 
 
 def _is_chain(graph) -> bool:

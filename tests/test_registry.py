@@ -208,3 +208,15 @@ def test_a_declaration_that_is_not_a_literal_is_unreadable(fake_package):
     with pytest.raises(registry.Unreadable, match=r"Odd.summary is not a literal: "
                                                   r"'made ' \+ 'at import'"):
         registry._declarations_from_source(strict=True)
+
+
+def test_a_pass_named_without_the_options_it_needs_is_a_pass_error():
+    import keras
+
+    import keras_rewrite
+
+    inputs = keras.Input((3,))
+    model = keras.Model(inputs, keras.layers.Dense(2, activation="relu")(inputs))
+    with pytest.raises(keras_rewrite.PassError, match=r"pass 'replace_activation' needs "
+                                                      r"options: .*'old' and 'new'"):
+        keras_rewrite.rewrite(model, ["replace_activation"])

@@ -12,7 +12,8 @@ from .base import Change, Pass, PassResult, run_passes
 __all__ = ["Pass", "PassResult", "Change", "run_passes", "resolve_passes", "serialize_passes",
            "deserialize_passes",
            "L2Regularization", "SpatialDropout", "ReorderBlocks", "StripInference",
-           "FoldBatchNorm"]
+           "FoldBatchNorm", "DropBiasBeforeBN", "ReplaceActivation", "SetInputShape",
+           "SetDtypePolicy"]
 
 
 def __getattr__(name):
