@@ -46,7 +46,7 @@ CASES = {
 
 
 @pytest.mark.parametrize("name", list(CASES))
-def test_every_layer_kind_folds_exactly(name):
+def test_every_layer_kind_folds_exactly(name, tmp_path):
     make, shape = CASES[name]
     inputs = keras.Input(shape)
     axis = 1 if name.endswith("channels_first") else -1
@@ -58,6 +58,28 @@ def test_every_layer_kind_folds_exactly(name):
     target = model.layers[1].name
     assert result.report.layer(target).transformed  # kernel/bias computed by the pass
     assert new.get_layer(target).get_config()["use_bias"] is True
+    new.save(tmp_path / "folded.keras")  # the folded weights and use_bias survive a file
+    again = keras.saving.load_model(tmp_path / "folded.keras")
+    np.testing.assert_array_equal(np.asarray(again(x)), np.asarray(new(x)))
+
+
+def test_the_folded_kernel_and_bias_follow_the_formula():
+    inputs = keras.Input((6,))
+    model = trained_like(keras.Model(inputs, layers.BatchNormalization(epsilon=0.01, name="bn")(
+        layers.Dense(4, name="d")(inputs))))
+    for v in model.get_layer("d").weights:
+        v.assign(np.random.default_rng(3).normal(size=v.shape).astype("float32"))
+    new = keras_rewrite.rewrite(model, ["fold_batchnorm"])
+    d, bn = model.get_layer("d"), model.get_layer("bn")
+    gamma, beta, mean, var = (np.asarray(bn.gamma, "float64"), np.asarray(bn.beta, "float64"),
+                              np.asarray(bn.moving_mean, "float64"),
+                              np.asarray(bn.moving_variance, "float64"))
+    scale = gamma / np.sqrt(var + 0.01)  # W' = W·γ/√(var+ε), b' = (b−μ)·γ/√(var+ε)+β
+    kernel, bias = (np.asarray(w) for w in new.get_layer("d").weights)
+    np.testing.assert_allclose(kernel, np.asarray(d.kernel, "float64") * scale, rtol=1e-6)
+    np.testing.assert_allclose(bias, (np.asarray(d.bias, "float64") - mean) * scale + beta,
+                               rtol=1e-5, atol=1e-6)
+    assert (gamma < 0).any()  # the formula holds through negative gammas
 
 
 def test_refusals_name_the_reason():
@@ -76,10 +98,13 @@ def test_refusals_name_the_reason():
 @pytest.mark.slow
 @pytest.mark.parametrize("build", [keras.applications.ResNet50, keras.applications.MobileNetV2,
                                    keras.applications.EfficientNetB0])
-def test_applications_fold_with_float32_round_off(build):
+def test_applications_fold_with_float32_round_off(build, tmp_path):
     model = trained_like(build(weights=None, input_shape=(64, 64, 3), classes=10))
     x = np.random.default_rng(2).random((2, 64, 64, 3)).astype("float32")
     result, new, error = folded(model, x)
+    new.save(tmp_path / "folded.keras")
+    np.testing.assert_array_equal(
+        np.asarray(keras.saving.load_model(tmp_path / "folded.keras")(x)), np.asarray(new(x)))
     before = sum(isinstance(l, layers.BatchNormalization) for l in model.layers)
     after = sum(isinstance(l, layers.BatchNormalization) for l in new.layers)
     assert after < before
