@@ -311,7 +311,7 @@ class LintReport:
                 f"{len(self.after)} remain")
 
 
-def lint(model, *, profile: str = "training", fix: bool = False):
+def lint(model, *, profile: str = "training", fix: bool = False, ignore=()):
     """Findings for a built Functional or Sequential model, nested models included.
 
     Args:
@@ -320,6 +320,8 @@ def lint(model, *, profile: str = "training", fix: bool = False):
         fix: False (default): return the findings. True: apply the passes that fix them
             (`fix_plan`: in `FIX_ORDER`, each once) to a copy and return
             ``(fixed_model, LintReport)``; findings no pass fixes are left and reported.
+        ignore: rule ids (keys of `RULES`) to leave out, as ruff's ``--ignore``: their
+            findings are not reported and their fixes not applied.
 
     Returns:
         A list of `Finding`, or with ``fix=True`` a ``(keras.Model, LintReport)`` pair.
@@ -332,18 +334,18 @@ def lint(model, *, profile: str = "training", fix: bool = False):
     if not isinstance(fix, bool):
         raise RewriteError(f"Expected fix=True or fix=False. Received: fix={fix!r}")
     optimizer = _optimizer_of(model)
-    findings = lint_graph(to_graph(model), profile=profile, optimizer=optimizer)
+    findings = lint_graph(to_graph(model), profile=profile, optimizer=optimizer, ignore=ignore)
     if not fix:
         return findings
     from .api import rewrite_with_report
 
-    plan = fix_plan(model, profile=profile)
+    plan = fix_plan(model, profile=profile, ignore=ignore)
     result = rewrite_with_report(model, plan)
-    after = lint(result.model, profile=profile)
+    after = lint(result.model, profile=profile, ignore=ignore)
     return result.model, LintReport(profile, findings, plan, result.report, after)
 
 
-def fix_plan(model, *, profile: str = "training") -> list[str]:
+def fix_plan(model, *, profile: str = "training", ignore=()) -> list[str]:
     """The fixing passes ``lint(model, fix=True)`` runs, in `FIX_ORDER`: each pass runs when,
     on the graph as the passes before it left it, a finding names it.
 
@@ -360,19 +362,25 @@ def fix_plan(model, *, profile: str = "training") -> list[str]:
     plan = []
     for name in FIX_ORDER:
         if any(f.fixed_by == name
-               for f in lint_graph(graph, profile=profile, optimizer=optimizer)):
+               for f in lint_graph(graph, profile=profile, optimizer=optimizer,
+                                   ignore=ignore)):
             run_passes(graph, resolve_passes([name]))
             plan.append(name)
     return plan
 
 
-def lint_graph(graph, *, profile: str = "training", optimizer=None) -> list[Finding]:
+def lint_graph(graph, *, profile: str = "training", optimizer=None,
+               ignore=()) -> list[Finding]:
     """Findings for a graph made by `to_graph` (possibly after passes).
 
     The rules that read the optimizer run only when `optimizer` is given (`lint` passes
-    ``model.optimizer``).
+    ``model.optimizer``); the rules in `ignore` are left out.
     """
     _check_profile(profile)
+    ignored = _check_ignore(ignore)
+    if ignored:
+        return [f for f in lint_graph(graph, profile=profile, optimizer=optimizer)
+                if f.rule not in ignored]
     findings = []
     if profile == "training":
         findings.extend(_model_rules(graph, optimizer))
@@ -385,6 +393,22 @@ def lint_graph(graph, *, profile: str = "training", optimizer=None) -> list[Find
         for node_id in topological_order(g):
             findings.extend(linter.check(node_id))
     return findings
+
+
+def _check_ignore(ignore) -> frozenset:
+    """`ignore` as a set of rule ids, or RewriteError naming what is not one."""
+    if isinstance(ignore, str):
+        ignore = [ignore]
+    try:
+        ignored = frozenset(ignore)
+    except TypeError:
+        raise RewriteError(f"Expected ignore to be rule ids (a list of str). Received: "
+                           f"ignore={ignore!r}") from None
+    unknown = sorted(str(r) for r in ignored - set(RULES))
+    if unknown:
+        raise RewriteError(f"Expected ignore to name lint rules, some of {sorted(RULES)}. "
+                           f"Received unknown rule(s) {unknown}")
+    return ignored
 
 
 def _check_profile(profile) -> None:

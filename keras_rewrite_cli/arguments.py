@@ -187,6 +187,9 @@ def build_parser() -> argparse.ArgumentParser:
                              help="training (default): layer order and regularization rules; "
                                   "inference: BatchNormalization to fold and training-only "
                                   "layers to strip before export")
+    lint_parser.add_argument("--ignore", metavar="RULE[,RULE...]", action="append",
+                             help="leave these rules out (their findings and their fixes), "
+                                  "e.g. --ignore weight-decay-on-bias-or-norm; repeatable")
     fixing = lint_parser.add_argument_group("fixing")
     fixing.add_argument("--fix", action="store_true",
                         help="apply the passes that fix the findings (each once, in a fixed "

@@ -602,6 +602,7 @@ def test_cli_fix_writes_the_fixed_model(model_file, capsys, monkeypatch):
     (["-o", "o.keras"], "expected --fix with them"),
     (["--fix", "--in-place", "-o", "o.keras"], "--in-place and -o/--output exclude"),
     (["--profile", "export"], "invalid choice: 'export'"),
+    (["--ignore", "bias-before-bn,no-such-rule"], "--ignore: unknown rule(s) ['no-such-rule']"),
 ])
 def test_cli_usage_errors(argv, fragment, tmp_path, capsys, monkeypatch):
     code, out, err = cli(["lint", "m.keras", *argv], capsys, tmp_path, monkeypatch)
@@ -668,3 +669,23 @@ def test_mobilenet_v2_for_inference():
     want = predictions(model, x)
     np.testing.assert_allclose(predictions(fixed, x), want, rtol=1e-4,
                                atol=1e-4 * float(np.abs(want).max()))
+
+
+@needs_tf
+def test_ignored_rules_are_neither_reported_nor_fixed(model_file, capsys, monkeypatch):
+    code, out, err = cli(["lint", "m.keras", "--diff", "--ignore", "bias-before-bn",
+                          "--ignore", "weight-decay-on-bias-or-norm"], capsys, model_file.parent,
+                         monkeypatch)
+    assert (code, err) == (1, "")  # dropout-on-feature-maps is still there
+    assert "fix (--diff: nothing written): passes spatial_dropout\n" in out
+    assert "bias-before-bn" not in out and "weight-decay-on-bias-or-norm" not in out
+    model = keras.saving.load_model(model_file)
+    rules = {f.rule for f in lint(model)}
+    kept = {f.rule for f in lint(model, ignore=["bias-before-bn"])}
+    assert "bias-before-bn" in rules and kept == rules - {"bias-before-bn"}
+    fixed, report = lint(model, fix=True, ignore="bias-before-bn")
+    assert "drop_bias_before_bn" not in report.passes
+    assert fixed.get_layer("conv").get_config()["use_bias"] is True
+    with pytest.raises(keras_rewrite.RewriteError, match=r"unknown rule\(s\) \['nope'\]"):
+        lint(model, ignore=["nope"])
+
