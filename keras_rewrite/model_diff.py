@@ -490,17 +490,9 @@ def _weights_of(spec) -> dict:
     """label -> value (a variable or an array) of the layer `spec` stands for."""
     if spec is None:
         return {}
-    from . import _keras
+    from .view import source_variables
 
-    found = {}
-    source = spec.source
-    if isinstance(source, _keras.Layer) and spec.subgraph is None:
-        for (name, occurrence), variable in zip(_keras.variable_key_list(source),
-                                                source.weights):
-            found[name if occurrence == 0 else f"{name}#{occurrence}"] = variable
-    if spec.weights:
-        found.update(spec.weights)
-    return found
+    return {**source_variables(spec), **(spec.weights or {})}
 
 
 def _one_sided(node: FlatNode, change: str) -> list:

@@ -200,13 +200,7 @@ class Weights(Mapping):
 
     def _source_variables(self) -> dict:
         if self._variables is None:
-            source = self._spec.source
-            if source is None or self._spec.subgraph is not None or not hasattr(source, "weights"):
-                self._variables = {}
-            else:
-                self._variables = {
-                    _label(key): v
-                    for key, v in zip(_keras.variable_key_list(source), source.weights)}
+            self._variables = source_variables(self._spec)
         return self._variables
 
     def __getitem__(self, label):
@@ -239,6 +233,15 @@ class Weights(Mapping):
 
     def __repr__(self):
         return f"Weights({self._spec.name!r}: {list(self)})"
+
+
+def source_variables(spec: LayerSpec) -> dict:
+    """``{label: variable}`` of the original layer `spec` stands for, unconverted (labels as in
+    `Weights`); empty for a nested model's call or a layer a pass made."""
+    source = spec.source
+    if source is None or spec.subgraph is not None or not hasattr(source, "weights"):
+        return {}
+    return {_label(key): v for key, v in zip(_keras.variable_key_list(source), source.weights)}
 
 
 def _label(key) -> str:
