@@ -62,6 +62,12 @@ def test_save_load_keeps_outputs_and_l2(zoo_model, tmp_path):
 
 
 @pytest.mark.slow
+def test_export_passes_keep_outputs_and_save(zoo_model, tmp_path):
+    """fold_batchnorm + strip_inference: outputs equal up to rounding; the file reloads."""
+    _run("export", zoo_model, tmp_path)
+
+
+@pytest.mark.slow
 def test_fit_with_rewrite_callback(zoo_model):
     """One fit step of a fresh build with RewriteCallback(["l2"])."""
     _run("fit_callback", zoo_model)

@@ -1194,6 +1194,42 @@ def check_save_load(model, x, tmp_dir, unsafe=False):
     fail_if(problems, "the loaded model differs from the saved one")
 
 
+EXPORT_PASSES = ["fold_batchnorm", "strip_inference"]
+
+
+def check_export(model, x, tmp_dir, unsafe=False):
+    """rewrite(model, ["fold_batchnorm", "strip_inference"]): outputs equal to the original's
+    up to float32 rounding (bit-identical where the report says unchanged), and the file of it
+    reloads with bit-identical outputs."""
+    result = keras_rewrite.rewrite_with_report(model, EXPORT_PASSES)
+    new = result.model
+    exact = result.report.outputs_unchanged is True
+    problems = compare_outputs(model, new, x, values=exact)
+    if not exact:
+        sync_seed_states(model, new)
+        for want, got in zip(keras.tree.flatten(outputs(model, x)),
+                             keras.tree.flatten(outputs(new, x))):
+            want, got = np.asarray(want, "float64"), np.asarray(got, "float64")
+            scale = max(1.0, float(np.nanmax(np.abs(want)))) if want.size else 1.0
+            if want.shape == got.shape and not np.allclose(got, want, rtol=1e-4,
+                                                           atol=1e-5 * scale):
+                problems.append(f"outputs differ by {np.nanmax(np.abs(got - want)):.3g} "
+                                f"(scale {scale:.3g}), more than float32 rounding")
+    path = pathlib.Path(tmp_dir) / "exported.keras"
+    new.save(path)
+    try:
+        loaded = keras.saving.load_model(path, safe_mode=not unsafe)
+    except Exception:
+        original_error = keras_load_error(model, tmp_dir, unsafe)
+        if original_error:
+            raise NotApplicable(f"Keras itself cannot load the original back: "
+                                f"{original_error}") from None
+        raise
+    problems += compare_outputs(new, loaded, x)
+    fail_if(problems, f"after {'+'.join(EXPORT_PASSES)} (report: outputs_unchanged="
+                      f"{result.report.outputs_unchanged})")
+
+
 def keras_load_error(model, tmp_dir, unsafe=False, path=None):
     """None if Keras loads `model` back from a .keras file (saved to `path`, or to a new file
     in `tmp_dir`), else the first line of the error."""
@@ -1306,7 +1342,7 @@ def check_cli(model, tmp_dir, unsafe=False):
     fail_if(problems, "CLI")
 
 
-CHECKS = ["identity", "passes", "l2_coverage", "save_load", "fit_callback", "cli"]
+CHECKS = ["identity", "passes", "l2_coverage", "save_load", "export", "fit_callback", "cli"]
 
 
 def run_check(check, name, tmp_dir=None):
@@ -1328,6 +1364,8 @@ def run_check(check, name, tmp_dir=None):
     try:
         if check == "save_load":
             return check_save_load(model, x, tmp_dir, unsafe=entry.unsafe)
+        if check == "export":
+            return check_export(model, x, tmp_dir, unsafe=entry.unsafe)
         if check == "cli":
             return check_cli(model, tmp_dir, unsafe=entry.unsafe)
     finally:

@@ -27,6 +27,7 @@ COLUMNS = {
     "passes": "passes",
     "l2_coverage": "L2 on every kernel",
     "save_load": "save/load",
+    "export": "fold+strip, saved",
     "fit_callback": "fit+callback",
     "cli": "CLI",
 }
