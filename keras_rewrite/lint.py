@@ -41,6 +41,10 @@ regularizer-on-bias-or-norm    a bias_regularizer, gamma_regularizer or         
 regularizer-without-effect     a regularizer in a layer's config whose variable    None (***)
                                has none: set on the built layer, it is not in
                                model.losses
+regularizer-not-saved          a regularizer on a variable (variable.regularizer   None
+                               = ...) that the layer's config does not hold: it
+                               counts in the loss, but saving or any rebuild
+                               loses it
 bias-before-bn                 a conv/dense layer with use_bias=True and no        "drop_bias_before_bn"
                                activation directly before BatchNormalization over
                                its channels, its output used nowhere else
@@ -223,6 +227,14 @@ _RULE_LIST = (
         "differently after a reload. Rebuild the model (lint(model, fix=True) or "
         "keras_rewrite.rewrite(model) do), or set the variable's too (layer.kernel.regularizer "
         "= ...); the l2 pass sets both on a live model.")),
+    LintRule("regularizer-not-saved", (
+        "A variable has a regularizer (variable.regularizer = ...) that its layer's config "
+        "does not hold. model.losses includes it, so training sees it now; but a .keras file "
+        "saves the layer's config, not the variable's attribute, and every rebuild creates "
+        "the variable from the config: after saving and loading, cloning or a rewrite the "
+        "penalty is gone, and the same model trains differently. Set the layer's attribute "
+        "too (layer.kernel_regularizer = ...), before saving; the l2 pass sets both on a "
+        "live model (RewriteCallback, L2Regularization.apply_in_place).")),
     LintRule("bias-before-bn", (
         "A conv/dense layer with a bias feeds BatchNormalization directly: the bias is "
         "wasted. In training, BatchNormalization subtracts the batch mean of each channel, "
@@ -589,20 +601,29 @@ def _model_rules(graph, optimizer) -> list[Finding]:
             "regularized: " + _names(f"{name}: {', '.join(dict.fromkeys(keys))}"
                                      for name, keys in on_offsets)))
 
-    without_effect = []
+    without_effect, not_saved = [], []
     for spec in specs:
         original = spec.original_config or {}
+        if not isinstance(spec.source, keras.layers.Layer):
+            continue
         for key, attrs in _VARIABLE_OF.items():
-            if original.get(key) is None or not isinstance(spec.source, keras.layers.Layer):
-                continue
             variable = _variable(spec.source, attrs)
-            if variable is not None and getattr(variable, "regularizer", None) is None:
+            if variable is None or key not in original:
+                continue
+            on_variable = getattr(variable, "regularizer", None) is not None
+            if original[key] is not None and not on_variable:
                 without_effect.append((spec.name, key))
+            elif original[key] is None and on_variable:
+                not_saved.append((spec.name, variable.path))
     if without_effect:
         findings.append(_finding(
             "regularizer-without-effect", [name for name, _ in without_effect], None,
             "in the config but not on the variable: "
             + _names(f"{name}.{key}" for name, key in without_effect)))
+    if not_saved:
+        findings.append(_finding(
+            "regularizer-not-saved", list(dict.fromkeys(name for name, _ in not_saved)), None,
+            "on the variable but not in the config: " + _names(path for _, path in not_saved)))
     return findings
 
 

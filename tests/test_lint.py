@@ -28,7 +28,8 @@ def model_of(*make, input_shape=(8, 8, 3), regularized=True):
     model = keras.Model(inputs, x)
     if regularized:  # keep the no-weight-regularization rule out of the way
         for layer in model.layers:
-            if hasattr(layer, "kernel_regularizer"):
+            if hasattr(layer, "kernel_regularizer"):  # both, as the l2 pass does in place
+                layer.kernel_regularizer = L2
                 layer.kernel.regularizer = L2
     return model
 
@@ -304,7 +305,8 @@ def test_regularizer_on_bias_or_norm():
     # Set in place on the variable (it works there, in the loss) counts too.
     model = dense_model()
     model.get_layer("d").bias.regularizer = L2
-    assert found(model) == [("regularizer-on-bias-or-norm", ("d",), None)]
+    assert found(model) == [("regularizer-on-bias-or-norm", ("d",), None),
+                            ("regularizer-not-saved", ("d",), None)]  # and a file loses it
     # The l2 pass leaves biases alone by default; with include_biases=True lint disagrees.
     assert lint(keras_rewrite.rewrite(dense_model(), ["l2"])) == []
     biased = keras_rewrite.rewrite(dense_model(kernel_regularizer=None),
@@ -688,4 +690,17 @@ def test_ignored_rules_are_neither_reported_nor_fixed(model_file, capsys, monkey
     assert fixed.get_layer("conv").get_config()["use_bias"] is True
     with pytest.raises(keras_rewrite.RewriteError, match=r"unknown rule\(s\) \['nope'\]"):
         lint(model, ignore=["nope"])
+
+
+def test_a_regularizer_only_on_the_variable_is_reported_because_saving_loses_it(tmp_path):
+    inputs = keras.Input((4,))
+    model = keras.Model(inputs, layers.Dense(3, name="d")(inputs))
+    model.get_layer("d").kernel.regularizer = keras.regularizers.L2(0.1)
+    assert len(model.losses) == 1  # it counts now...
+    (finding,) = [f for f in lint(model) if f.rule == "regularizer-not-saved"]
+    assert finding.layers == ("d",) and "d/kernel" in finding.detail
+    model.save(tmp_path / "m.keras")
+    assert keras.saving.load_model(tmp_path / "m.keras").losses == []  # ...and a file loses it
+    model.get_layer("d").kernel_regularizer = keras.regularizers.L2(0.1)  # both: kept
+    assert "regularizer-not-saved" not in [f.rule for f in lint(model)]
 
