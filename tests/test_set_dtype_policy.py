@@ -402,3 +402,18 @@ def test_a_kerashub_backbone_saves_its_policies_as_a_recipe(tmp_path):
     assert policies(back) == policies(new)
     assert policies(back)["transformer_layer_0"] == "mixed_bfloat16"
     assert_same_predictions(new, back, x)
+
+
+def test_lookup_layers_are_left_float32_with_the_reason_and_the_report_says_so():
+    # Keras builds StringLookup/IntegerLookup with a float32 policy from any config: a report
+    # saying "float32 -> mixed_bfloat16" for them would not be true of the rebuilt model.
+    inputs = keras.Input((1,), dtype="string")
+    ids = layers.StringLookup(vocabulary=["a", "b"], name="lookup")(inputs)
+    x = layers.Embedding(4, 2, name="emb")(ids)
+    model = keras.Model(inputs, layers.Dense(1, name="head")(layers.Flatten()(x)))
+    result = keras_rewrite.rewrite_with_report(model, [passes.SetDtypePolicy("mixed_bfloat16")])
+    changes = {c.layer: c for c in result.report.passes[0].changes}
+    assert changes["lookup"].action == "skipped"
+    assert "vocabulary's dtype" in changes["lookup"].detail
+    assert result.model.get_layer("lookup").dtype_policy.name == "float32"
+    assert result.model.get_layer("emb").dtype_policy.name == "mixed_bfloat16"

@@ -68,6 +68,13 @@ def test_export_passes_keep_outputs_and_save(zoo_model, tmp_path):
 
 
 @pytest.mark.slow
+def test_mixed_precision_policies_and_save(zoo_model, tmp_path):
+    """SetDtypePolicy("mixed_bfloat16"): every layer's policy or a reason, float32 variables,
+    and the file reloads with the same policies and outputs."""
+    _run("mixed_precision", zoo_model, tmp_path)
+
+
+@pytest.mark.slow
 def test_fit_with_rewrite_callback(zoo_model):
     """One fit step of a fresh build with RewriteCallback(["l2"])."""
     _run("fit_callback", zoo_model)

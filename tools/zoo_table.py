@@ -28,6 +28,7 @@ COLUMNS = {
     "l2_coverage": "L2 on every kernel",
     "save_load": "save/load",
     "export": "fold+strip, saved",
+    "mixed_precision": "mixed bf16, saved",
     "fit_callback": "fit+callback",
     "cli": "CLI",
 }

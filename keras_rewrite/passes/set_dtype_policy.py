@@ -157,6 +157,10 @@ class SetDtypePolicy(Pass):
 
 def _current_policy(spec) -> tuple[str | None, str | None]:
     """(policy name, None) for a layer this pass may set, else (None, why not)."""
+    if issubclass(spec.cls, _LOOKUPS):
+        return None, ("StringLookup and IntegerLookup take their dtype argument as the "
+                      "vocabulary's dtype: Keras builds them with a float32 policy from any "
+                      "config (they compute on strings or integers, not in float)")
     if spec.config_error is not None:  # no config: the original layer's policy
         policy = getattr(spec.source, "dtype_policy", None)
         if policy is None:
@@ -168,6 +172,9 @@ def _current_policy(spec) -> tuple[str | None, str | None]:
         return None, (f"its config holds a plain dtype ({spec.config['dtype']!r}), not a "
                       "policy: a file would reload it with that dtype whatever its policy")
     return _policy_of(spec.config["dtype"])
+
+
+_LOOKUPS = (keras.layers.StringLookup, keras.layers.IntegerLookup)
 
 
 def _serialized(policy: str):
