@@ -1166,19 +1166,29 @@ def check_l2_coverage(model, x=None):
     fail_if(missing, f"{len(missing)} of {len(kernels)} kernels without L2")
 
 
-def check_save_load(model, x, tmp_dir, unsafe=False):
-    """rewrite(model, ["l2"]) saved as .keras and loaded: same outputs, same L2 factors."""
-    new = keras_rewrite.rewrite(model, ["l2"])
-    path = pathlib.Path(tmp_dir) / "rewritten.keras"
+def saved_and_loaded(new, original, tmp_dir, file_name, unsafe=False, notes=()):
+    """`new` saved as `file_name` in `tmp_dir` and loaded back. NotApplicable when loading
+    fails and Keras cannot load `original` either, or the rewrite's report `notes` said a
+    file of it would not load."""
+    path = pathlib.Path(tmp_dir) / file_name
     new.save(path)
     try:
-        loaded = keras.saving.load_model(path, safe_mode=not unsafe)
-    except Exception:
-        original_error = keras_load_error(model, tmp_dir, unsafe)
+        return keras.saving.load_model(path, safe_mode=not unsafe)
+    except Exception as exc:
+        original_error = keras_load_error(original, tmp_dir, unsafe)
         if original_error:
             raise NotApplicable(f"Keras itself cannot load the original back: "
                                 f"{original_error}") from None
+        if any("not load" in n for n in notes):
+            raise NotApplicable(f"the report says a file of it will not load: "
+                                f"{_first_line(str(exc), 80)}") from None
         raise
+
+
+def check_save_load(model, x, tmp_dir, unsafe=False):
+    """rewrite(model, ["l2"]) saved as .keras and loaded: same outputs, same L2 factors."""
+    new = keras_rewrite.rewrite(model, ["l2"])
+    loaded = saved_and_loaded(new, model, tmp_dir, "rewritten.keras", unsafe)
     problems = compare_outputs(new, loaded, x)
     expected, received = regularizer_factors(new), regularizer_factors(loaded)
     names, loaded_names = layer_names(new), layer_names(loaded)
@@ -1215,16 +1225,7 @@ def check_export(model, x, tmp_dir, unsafe=False):
                                                            atol=1e-5 * scale):
                 problems.append(f"outputs differ by {np.nanmax(np.abs(got - want)):.3g} "
                                 f"(scale {scale:.3g}), more than float32 rounding")
-    path = pathlib.Path(tmp_dir) / "exported.keras"
-    new.save(path)
-    try:
-        loaded = keras.saving.load_model(path, safe_mode=not unsafe)
-    except Exception:
-        original_error = keras_load_error(model, tmp_dir, unsafe)
-        if original_error:
-            raise NotApplicable(f"Keras itself cannot load the original back: "
-                                f"{original_error}") from None
-        raise
+    loaded = saved_and_loaded(new, model, tmp_dir, "exported.keras", unsafe)
     problems += compare_outputs(new, loaded, x)
     fail_if(problems, f"after {'+'.join(EXPORT_PASSES)} (report: outputs_unchanged="
                       f"{result.report.outputs_unchanged})")
@@ -1261,19 +1262,8 @@ def check_mixed_precision(model, x, tmp_dir, unsafe=False):
         if v.dtype != "float32" and old_weights.get(v.path) is not None and \
                 old_weights[v.path].dtype == "float32":
             problems.append(f"variable {v.path} is {v.dtype}, expected float32")
-    path = pathlib.Path(tmp_dir) / "mixed.keras"
-    new.save(path)
-    try:
-        loaded = keras.saving.load_model(path, safe_mode=not unsafe)
-    except Exception as exc:
-        original_error = keras_load_error(model, tmp_dir, unsafe)
-        if original_error:
-            raise NotApplicable(f"Keras itself cannot load the original back: "
-                                f"{original_error}") from None
-        if any("will not load" in n or "not load" in n for n in result.report.notes):
-            raise NotApplicable(f"the report says a file of it will not load: "
-                                f"{_first_line(str(exc), 80)}") from None
-        raise
+    loaded = saved_and_loaded(new, model, tmp_dir, "mixed.keras", unsafe,
+                              notes=result.report.notes)
     problems += compare_outputs(new, loaded, x)
     def policies(m):  # in layer order: a KerasHub recipe reloads with new auto-names; an
         # InputLayer's policy is its data dtype's business, not compute's
