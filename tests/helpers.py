@@ -119,3 +119,29 @@ def chain_model():
     x = layers.BatchNormalization(name="bn")(x)
     x = layers.ReLU(name="relu")(x)
     return keras.Model(inputs, layers.Dense(2, name="head")(x))
+
+
+# ------------------------------------------------------- small models for diff and picture tests
+
+
+def conv_block(name="m"):
+    inputs = keras.Input((8, 8, 3), name="x")
+    x = layers.Conv2D(4, 3, activation="relu", name="conv")(inputs)
+    x = layers.Dropout(0.2, name="drop")(x)
+    x = layers.BatchNormalization(name="bn")(x)
+    x = layers.MaxPooling2D(name="pool")(x)
+    return keras.Model(inputs, layers.Dense(2, name="head")(layers.Flatten(name="flat")(x)),
+                       name=name)
+
+
+def foldable(seed=0):
+    """Conv (no bias) -> BN with non-trivial statistics -> ReLU -> Dense."""
+    rng = np.random.default_rng(seed)
+    inputs = keras.Input((8, 8, 3), name="x")
+    x = layers.Conv2D(4, 3, use_bias=False, name="conv")(inputs)
+    x = layers.BatchNormalization(name="bn")(x)
+    x = layers.ReLU(name="relu")(x)
+    model = keras.Model(inputs, layers.Dense(2, name="head")(layers.Flatten(name="flat")(x)))
+    model.get_layer("bn").set_weights([rng.uniform(0.5, 2.0, 4).astype("float32")
+                                       for _ in range(4)])
+    return model

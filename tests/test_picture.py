@@ -18,26 +18,9 @@ from keras_rewrite import picture
 from keras_rewrite.atomic_save import OutputError
 from keras_rewrite.graph import LayerSpec, to_graph
 from keras_rewrite_cli import arguments
+from helpers import conv_block, foldable
 
 SVG = "{http://www.w3.org/2000/svg}"
-
-
-def conv_block():
-    inputs = keras.Input((8, 8, 3), name="x")
-    x = layers.Conv2D(4, 3, activation="relu", name="conv")(inputs)
-    x = layers.Dropout(0.2, name="drop")(x)
-    x = layers.BatchNormalization(name="bn")(x)
-    x = layers.MaxPooling2D(name="pool")(x)
-    return keras.Model(inputs, layers.Dense(2, name="head")(layers.Flatten(name="flat")(x)),
-                       name="m")
-
-
-def foldable():
-    inputs = keras.Input((8, 8, 3), name="x")
-    x = layers.Conv2D(4, 3, use_bias=False, name="conv")(inputs)
-    x = layers.BatchNormalization(name="bn")(x)
-    x = layers.ReLU(name="relu")(x)
-    return keras.Model(inputs, layers.Dense(2, name="head")(layers.Flatten(name="flat")(x)))
 
 
 def residual_graph(blocks, changed=(), removed=()):
