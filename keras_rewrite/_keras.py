@@ -412,12 +412,17 @@ def _all_variables(sublayers):
 def _new_variable_like(variable):
     import numpy as np
 
-    new = keras.Variable(
-        initializer=np.array(variable.numpy()),  # a real copy: TF would alias the buffer
-        shape=variable.shape, dtype=variable.dtype, trainable=variable.trainable,
-        autocast=getattr(variable, "_autocast", True), name=variable.name,
-        aggregation=getattr(variable, "aggregation", "none"),
-        synchronization=getattr(variable, "synchronization", "auto"))
+    # Created under the original's scope so that its path (what get_weights order, LayoutMap
+    # and DTypePolicyMap patterns match) is the original's.
+    with contextlib.ExitStack() as scopes:
+        for part in variable.path.split("/")[:-1]:
+            scopes.enter_context(keras.name_scope(part))
+        new = keras.Variable(
+            initializer=np.array(variable.numpy()),  # a real copy: TF would alias the buffer
+            shape=variable.shape, dtype=variable.dtype, trainable=variable.trainable,
+            autocast=getattr(variable, "_autocast", True), name=variable.name,
+            aggregation=getattr(variable, "aggregation", "none"),
+            synchronization=getattr(variable, "synchronization", "auto"))
     new.regularizer = getattr(variable, "regularizer", None)
     new.constraint = getattr(variable, "constraint", None)
     return new
@@ -452,6 +457,47 @@ def layer_structure(layer, shapes=True):
 
     return [(type(sub).__name__, variables(sub))
             for sub in sublayers(layer)]
+
+
+def layer_state(layer, *, shapes=True) -> list:
+    """What Keras keeps on a built layer beyond its config, at every depth, in tracking order.
+
+    Per sub-layer (the layer itself first): its class, dtype policy name (a quantized
+    layer's is ``int8_from_float32`` and the like), `quantization_mode`, `trainable` and LoRA
+    rank. Per variable, in `layer.weights` order: its path from the layer's name on, dtype, shape (unless
+    `shapes=False`), `trainable`, and the position of its first occurrence (tied variables
+    stay one variable). Two layers with equal states compute and train alike, given equal
+    variable values.
+    """
+    state = []
+    for sub in sublayers(layer):
+        policy = getattr(sub, "dtype_policy", None)
+        state.append(("layer", type(sub).__name__, getattr(policy, "name", None),
+                      getattr(sub, "quantization_mode", None), bool(sub.trainable),
+                      getattr(sub, "lora_rank", None) if getattr(sub, "lora_enabled", False)
+                      else None))
+    first = {}
+    for i, variable in enumerate(layer.weights):
+        state.append(("variable", _path_from(variable.path, layer.name), str(variable.dtype),
+                      tuple(variable.shape) if shapes else None, bool(variable.trainable),
+                      first.setdefault(id(variable), i)))
+    return state
+
+
+def _path_from(path: str, name: str) -> str:
+    """`path` from the segment `name` on: the scope of the enclosing model a layer was built
+    in (``sequential/dense/kernel`` when a Sequential builds it, ``dense/kernel`` when a file
+    loads it) is not the layer's."""
+    parts = path.split("/")
+    return "/".join(parts[parts.index(name):]) if name in parts else path
+
+
+def carry_trainable_flags(source, target) -> None:
+    """Give `target` and its sub-layers the `trainable` flags of `source`'s (same sub-layer
+    classes, in order): a frozen sub-layer inside a trainable layer is in no config."""
+    for old, new in zip(sublayers(source), sublayers(target)):  # parents first
+        if new.trainable != old.trainable:
+            new.trainable = old.trainable
 
 
 _BASE_SAVE = Layer.save_own_variables

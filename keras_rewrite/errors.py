@@ -43,3 +43,8 @@ class ShapeMismatchError(RewriteError, ValueError):
         self.layer = layer
         self.expected = expected
         self.received = received
+
+
+class FidelityError(RewriteError, ValueError):
+    """A layer no pass changed is not, in the rebuilt model, what it was in the original (a
+    variable, dtype, trainable flag, dtype policy, quantization or LoRA state would be lost)."""

@@ -22,7 +22,7 @@ import tempfile
 import keras
 import networkx as nx
 
-from . import _keras, checks
+from . import _keras, checks, fidelity
 from .errors import RebuildError
 from .functional import RewrittenFunctional
 from .graph import Slot, configs_equal, graph_unchanged, iter_graphs, map_structure, topological_order
@@ -69,6 +69,8 @@ class _Rebuilder:
         self.shapes = {}  # id(graph) -> {node id: [output shapes]}
         self.layer_map = {}  # id(original layer) -> new layer, for model attributes
         self.copied = {}  # id(spec) -> why the layer was copied from its object
+        self.state_copies = set()  # id(spec) of those copied for state beyond their config
+        self.state_checked = set()  # id(spec) of layers whose state was compared
         self._copyable = {}  # id(spec) -> _copyable(spec), computed once (it compares configs)
         self._new_policy = {}  # id(spec) -> _policy_only_change(spec), computed once
         self._scratch = None
@@ -172,10 +174,19 @@ class _Rebuilder:
                 layer = self.copy(spec, why)
                 zeroed = False
                 outputs = self.call_copy(spec, layer, args, kwargs, named)
-        self.carry(spec, layer, zeroed, named)
+        if (spec.subgraph is None and self.copyable(spec) and id(spec) not in self.copied
+                and id(spec) not in self.state_checked):
+            self.state_checked.add(id(spec))  # once, at the first call (built then)
+            why = _state_not_in_config(spec, layer, inputs_as_before)
+            if why:  # quantized or LoRA sub-layers, a frozen part: the object holds them
+                layer = self.copy(spec, why)
+                self.state_copies.add(id(spec))  # its config re-creates it: a file loads
+                zeroed = False
+                outputs = self.call_copy(spec, layer, args, kwargs, named)
+        self.carry(spec, layer, zeroed, named, inputs_as_before)
         return keras.tree.flatten(outputs)
 
-    def carry(self, spec, layer, zeroed: bool, inputs=None) -> None:
+    def carry(self, spec, layer, zeroed: bool, inputs=None, same_inputs=True) -> None:
         """Once per rebuilt layer, right after it is built: its state (weights.py), initial
         values for what could not be carried, sub-layer regularizers, a pass's weights.
         `inputs` (see `_named_inputs`) says what the layer received, for errors."""
@@ -193,6 +204,9 @@ class _Rebuilder:
             _keras.set_sublayer_regularizers(layer, spec.sublayer_regularizers)
         if spec.weights is not None:
             set_pass_weights(spec, layer, record)
+        if id(spec) not in self.copied and type(layer) is type(spec.source):
+            _keras.carry_trainable_flags(spec.source, layer)
+        fidelity.check_layer(spec, layer, same_inputs=same_inputs)
 
     def call_copy(self, spec, layer, args, kwargs, inputs):
         try:
@@ -245,7 +259,8 @@ class _Rebuilder:
         if type(model) is not cls or _keras.model_class_of(model)[1]:
             # Saved as a graph: every layer is saved by its own config.
             unsaveable = [data["spec"].name for _, data in graph.nodes(data=True)
-                          if data["kind"] == "layer" and "moved" not in self.copied.get(
+                          if data["kind"] == "layer" and id(data["spec"]) not in
+                          self.state_copies and "moved" not in self.copied.get(
                               id(data["spec"]), "moved")]
             if unsaveable:
                 self.report.notes.append(
@@ -321,7 +336,8 @@ class _Rebuilder:
         previous = (input_id, input_layer)
         for node_id, spec, layer in zip(chain, specs, layers):
             self.carry(spec, layer, id(layer) in zeroed,
-                       _output_of(*previous, graph.nodes[previous[0]]["output_shapes"]))
+                       _output_of(*previous, graph.nodes[previous[0]]["output_shapes"]),
+                       same_inputs=False)  # shapes: compared by the output check
             previous = (node_id, layer)
         _keras.set_own_trainable(model, graph.graph.get("trainable", True))
         shapes = {input_id: [tuple(input_layer.output.shape)]}
@@ -370,6 +386,21 @@ def _copyable(spec) -> bool:
     a pass computed new weights for it: they may have other shapes than the original's)."""
     return (spec.untouched and spec.weights is None
             and isinstance(spec.source, keras.layers.Layer))
+
+
+def _state_not_in_config(spec, layer, same_inputs) -> str | None:
+    """Why `layer`, re-created from the config of `spec`'s untouched original, cannot hold the
+    original's state (see `fidelity`), or None: sub-layers quantized or given LoRA adapters
+    (a LoRA layer's saved kernel is merged with its adapter, so its variables must be copied
+    as they are), other dtype policies or trainable flags."""
+    if any(getattr(sub, "lora_enabled", False) for sub in _keras.sublayers(spec.source)):
+        return "it holds LoRA adapters, which Keras's save/load protocol merges into the kernel"
+    if [(type(s), s.name) for s in _keras.sublayers(spec.source)] == [
+            (type(s), s.name) for s in _keras.sublayers(layer)]:
+        _keras.carry_trainable_flags(spec.source, layer)
+    why = fidelity.state_difference(_keras.layer_state(spec.source, shapes=same_inputs),
+                                    _keras.layer_state(layer, shapes=same_inputs))
+    return None if why is None else f"its config does not hold its whole state ({why})"
 
 
 def _unfaithful(spec, layer, same_inputs) -> str | None:

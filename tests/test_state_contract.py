@@ -1,0 +1,212 @@
+"""State beyond the graph: quantized, LoRA and partly frozen models come back as they were, or
+the rewrite raises `FidelityError` naming the layer (keras_rewrite.fidelity)."""
+import keras
+import numpy as np
+import pytest
+from keras import layers
+
+import keras_rewrite
+from keras_rewrite.errors import FidelityError
+
+
+def variables_of(model):
+    """model.weights in order: path, dtype, shape, trainable, the exact bytes."""
+    return [(v.path, str(v.dtype), tuple(v.shape), bool(v.trainable),
+             np.asarray(v.numpy()).tobytes()) for v in model.weights]
+
+
+def layers_of(model):
+    """Every layer at every depth, by position: class, policy, quantization, trainable, LoRA."""
+    return [(type(l).__name__, l.dtype_policy.name, getattr(l, "quantization_mode", None),
+             bool(l.trainable), getattr(l, "lora_rank", None)
+             if getattr(l, "lora_enabled", False) else None)
+            for l in model._flatten_layers(include_self=True, recursive=True)]
+
+
+@keras.saving.register_keras_serializable(package="state_test")
+class Block(layers.Layer):
+    """A custom layer with two Dense sub-layers (what KerasHub's blocks look like)."""
+
+    def __init__(self, units=4, **kwargs):
+        super().__init__(**kwargs)
+        self.units = units
+        self.dense_a = layers.Dense(units, name="dense_a")
+        self.dense_b = layers.Dense(units, name="dense_b")
+
+    def build(self, shape):
+        self.dense_a.build(shape)
+        self.dense_b.build((*shape[:-1], self.units))
+
+    def call(self, x):
+        return self.dense_b(keras.ops.relu(self.dense_a(x)))
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units}
+
+
+def dense_model():
+    keras.utils.set_random_seed(1)
+    x = keras.Input((6,))
+    h = layers.Dense(8, activation="relu", name="d1")(x)
+    h = layers.EinsumDense("ab,bc->ac", output_shape=5, bias_axes="c", name="ed")(h)
+    h = Block(4, name="block")(h)
+    return keras.Model(x, layers.Dense(3, name="d2")(h))
+
+
+def embedding_model():
+    keras.utils.set_random_seed(2)
+    x = keras.Input((5,), dtype="int32")
+    h = layers.Embedding(20, 8, name="emb")(x)
+    h = Block(4, name="block")(h)
+    return keras.Model(x, layers.Dense(2, name="head")(layers.GlobalAveragePooling1D()(h)))
+
+
+def variant(model, how):
+    if how in ("int8", "int4", "float8"):
+        model.quantize(how)
+    elif how == "int8_filtered":
+        model.quantize("int8", filters="d1|block")
+    elif how == "lora":
+        model.get_layer("d2" if "d2" in [l.name for l in model.layers] else "head").enable_lora(2)
+        model.get_layer("block").dense_a.enable_lora(2)
+    elif how == "qlora":
+        model.quantize("int8")
+        model.get_layer("block").dense_a.enable_lora(2)
+    elif how == "frozen_sublayer":
+        model.get_layer("block").dense_a.trainable = False
+    # A trained adapter: make lora_kernel_b non-zero, so the adapter changes predictions.
+    for v in model.weights:
+        if v.path.endswith("lora_kernel_b"):
+            v.assign(np.full(v.shape, 0.25, "float32"))
+    return model
+
+
+def data(model):
+    rng = np.random.default_rng(0)
+    if model.inputs[0].dtype == "int32":
+        return rng.integers(0, 20, (4, 5)).astype("int32")
+    return rng.normal(size=(4, 6)).astype("float32")
+
+
+VARIANTS = ["plain", "int8", "int4", "float8", "int8_filtered", "lora", "qlora",
+            "frozen_sublayer"]
+
+
+@pytest.mark.parametrize("build", [dense_model, embedding_model])
+@pytest.mark.parametrize("how", VARIANTS)
+def test_identity_keeps_variables_policies_trainable_flags_and_predictions(build, how):
+    if build is embedding_model and how == "float8":
+        pytest.skip("Keras has no float8 Embedding (quantize leaves it float32)")
+    model = variant(build(), how)
+    x = data(model)
+    new = keras_rewrite.rewrite(model, [])
+    assert variables_of(new) == variables_of(model)
+    assert layers_of(new) == layers_of(model)
+    np.testing.assert_array_equal(new.predict(x, verbose=0), model.predict(x, verbose=0))
+    # The copy is independent: its variables are not the original's.
+    assert not {id(v) for v in new.weights} & {id(v) for v in model.weights}
+
+
+@pytest.mark.parametrize("how", ["lora", "qlora", "frozen_sublayer", "int8"])
+def test_one_fit_step_trains_exactly_the_variables_the_original_trains(how):
+    model = variant(dense_model(), how)
+    new = keras_rewrite.rewrite(model, [])
+    x = data(model)
+    y = np.ones((4, 3), "float32")
+
+    def trained(m):
+        before = [np.asarray(v.numpy()) for v in m.weights]
+        m.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
+        m.fit(x, y, epochs=1, batch_size=4, verbose=0)
+        return [v.path for v, b in zip(m.weights, before)
+                if not np.array_equal(np.asarray(v.numpy()), b)]
+
+    expected = trained(model)
+    assert expected  # something trains
+    assert trained(new) == expected
+    if how == "frozen_sublayer":
+        assert not any(p.startswith("block/dense_a/") for p in expected)
+
+
+@pytest.mark.parametrize("how", ["int8", "lora", "frozen_sublayer"])
+def test_l2_keeps_predictions_and_the_trainable_set(how):
+    model = variant(dense_model(), how)
+    x = data(model)
+    new = keras_rewrite.rewrite(model, ["l2"])
+    np.testing.assert_array_equal(new.predict(x, verbose=0), model.predict(x, verbose=0))
+    assert [v.path for v in new.trainable_weights] == [v.path for v in model.trainable_weights]
+    assert layers_of(new)[1:] == layers_of(model)[1:]  # the model: a RewrittenFunctional
+
+
+@keras.saving.register_keras_serializable(package="state_test")
+class LossyScale(layers.Layer):
+    """A layer whose own save/load protocol is not exact (it stores its weight as float16):
+    a rebuild through it would change the model, so the rewrite must refuse."""
+
+    def build(self, shape):
+        self.w = self.add_weight(shape=(shape[-1],), initializer="random_normal", name="w")
+
+    def call(self, x):
+        return x * self.w
+
+    def save_own_variables(self, store):
+        store["0"] = np.asarray(self.w.numpy()).astype("float16")
+
+    def load_own_variables(self, store):
+        self.w.assign(np.asarray(store["0"]).astype("float32"))
+
+
+def test_a_layer_that_cannot_be_carried_faithfully_is_a_fidelity_error_naming_it():
+    keras.utils.set_random_seed(3)
+    x = keras.Input((7,))
+    model = keras.Model(x, layers.Dense(2)(LossyScale(name="lossy")(x)))
+    model.get_layer("lossy").w.assign(np.full((7,), 1 / 3, "float32"))  # not a float16 value
+    with pytest.raises(FidelityError, match=r"layer 'lossy' \(LossyScale\).*variable "
+                                            r"'lossy/w' holds other values"):
+        keras_rewrite.rewrite(model, [])
+
+
+def test_state_difference_names_what_would_be_lost():
+    from keras_rewrite import _keras, fidelity
+
+    a, b = layers.Dense(3), layers.Dense(3)
+    a.build((None, 4))
+    b.build((None, 4))
+    a.quantize("int8")
+    text = fidelity.state_difference(_keras.layer_state(a), _keras.layer_state(b))
+    assert "dtype policy 'int8_from_float32' in the original, 'float32' in the rewrite" in text
+
+
+def gpt2(how):
+    keras_hub = pytest.importorskip("keras_hub")
+    keras.utils.set_random_seed(4)
+    backbone = keras_hub.models.GPT2Backbone(
+        vocabulary_size=50, num_layers=1, num_heads=2, hidden_dim=8, intermediate_dim=16,
+        max_sequence_length=16)
+    if how in ("int8", "int4", "float8", "qlora"):
+        backbone.quantize("int8" if how == "qlora" else how)
+    if how in ("lora", "qlora"):
+        backbone.enable_lora(2)
+    return backbone
+
+
+GPT2_X = {"token_ids": (np.arange(16).reshape(2, 8) * 3) % 50,
+          "padding_mask": np.ones((2, 8), "int32")}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", ["int8", "int4", "float8", "lora", "qlora"])
+def test_gpt2_backbone_identity_and_l2_keep_quantization_and_lora(how):
+    backbone = gpt2(how)
+    expected = np.asarray(backbone.predict(GPT2_X, verbose=0))
+    same = keras_rewrite.rewrite(backbone, [])
+    assert type(same) is type(backbone)
+    assert variables_of(same) == variables_of(backbone)
+    np.testing.assert_array_equal(np.asarray(same.predict(GPT2_X, verbose=0)), expected)
+    regularized = keras_rewrite.rewrite(backbone, ["l2"])
+    np.testing.assert_array_equal(np.asarray(regularized.predict(GPT2_X, verbose=0)), expected)
+    assert ([v.path for v in regularized.trainable_weights]
+            == [v.path for v in backbone.trainable_weights])
+    # Quantization modes kept at every depth (a RewrittenFunctional tracks its layers in
+    # another order than the backbone's attributes: compared as a multiset).
+    assert sorted(map(str, layers_of(regularized)[1:])) == sorted(map(str, layers_of(backbone)[1:]))
