@@ -323,6 +323,52 @@ def test_signals_end_with_their_status_one_line_and_nothing_left(here, name, cod
     assert listing(here) == ["m.keras", "tmp"] and listing(here / "tmp") == []
 
 
+KILLED_SCRIPT = textwrap.dedent("""\
+    import sys, time
+    import keras_rewrite  # quiets TensorFlow, as the command line does
+    import keras
+    def save(self, path, *args, **kwargs):
+        with open(path, "wb") as f:
+            f.write(b"PK half a model")
+        print("writing", flush=True)
+        time.sleep(600)  # killed here, mid-write
+    keras.Model.save = save
+    sys.argv = ["keras-rewrite", "convert", "m.keras", "-o", "out.keras"]
+    from keras_rewrite_cli.entry import run
+    run()
+""")
+
+
+@pytest.mark.slow  # two command-line runs in subprocesses
+def test_the_next_run_removes_what_a_convert_killed_with_sigkill_mid_write_left(here):
+    env = {**os.environ, "TMPDIR": str(here / "tmp")}
+    killed = subprocess.Popen([sys.executable, "-c", KILLED_SCRIPT], cwd=here, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert killed.stdout.readline().strip() == "writing"
+        killed.send_signal(signal.SIGKILL)
+        # Not reaped yet, as by a supervisor that has not waited for it: a zombie, whose
+        # process id still answers os.kill(pid, 0).
+        while pathlib.Path(f"/proc/{killed.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] \
+                != "Z":
+            time.sleep(0.01)
+        left = listing(here)
+        assert [n for n in left if n.startswith(atomic_save.TEMP_PREFIX)] == \
+            [n for n in left if n.startswith(f"{atomic_save.TEMP_PREFIX}{killed.pid}-")]
+        assert len(left) == 3 and len(listing(here / "tmp")) == 1  # its scratch folder
+        (partial,) = [n for n in left if n.startswith(atomic_save.TEMP_PREFIX)]
+        assert (here / partial / "model.keras").read_bytes() == b"PK half a model"
+        done = subprocess.run([sys.executable, "-m", "keras_rewrite_cli", "convert", "m.keras",
+                               "-o", "out.keras"], cwd=here, env=env, capture_output=True,
+                              text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        assert listing(here) == ["m.keras", "out.keras", "tmp"]
+        assert listing(here / "tmp") == []
+    finally:
+        killed.kill()
+        killed.wait()
+
+
 # --------------------------------------------------------------------------- library misuse
 
 
