@@ -251,9 +251,11 @@ def _check_keras_zip(path, p, limits: FileLimits) -> ModelFile:
     except json.JSONDecodeError as exc:
         raise ModelFileError(path, f"its {CONFIG_ENTRY} is not valid JSON (line {exc.lineno} "
                                    f"column {exc.colno}: {exc.msg})") from None
-    except RecursionError:  # json_depth counts what valid JSON nests; this is not valid
-        raise ModelFileError(path, f"its {CONFIG_ENTRY} is not valid JSON (nested too "
-                                   "deeply to parse)") from None
+    except RecursionError:  # a depth limit raised past what Python's parser can read
+        raise ModelFileError(path, f"its {CONFIG_ENTRY} is nested {depth} levels deep, more "
+                                   "than Python's JSON parser (which Keras uses too) reads "
+                                   f"at the recursion limit {sys.getrecursionlimit()}"
+                             ) from None
     finally:
         text = None
     if not (isinstance(config, dict) and "class_name" in config and "config" in config):
