@@ -242,7 +242,7 @@ def _lock_if_stale(path: str, pid: int):
     removed), or None for a folder without a usable lock, judged by `pid`."""
     try:
         fd = os.open(os.path.join(path, LOCK_NAME),
-                     os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
+                     os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0))
     except FileNotFoundError:  # made by an older version, or being made this instant
         if pid == os.getpid():  # not this process's (see the caller): an earlier one's with
             # this id (a container's first process), unless another container is making it

@@ -232,8 +232,7 @@ def _check_keras_zip(path, p, limits: FileLimits) -> ModelFile:
     if not weights_head.startswith(HDF5_SIGNATURE):
         raise ModelFileError(path, f"its {WEIGHTS_ENTRY} is not an HDF5 file; received "
                                    f"{_describe_content(weights_head)}")
-    # One copy at a time: the bytes, then the text, then the parsed config (a 200 MB config
-    # would otherwise be held three or four times over).
+    # The bytes, then the text, then the parsed config, each dropped once the next exists.
     depth = json_depth(raw_config)
     if depth > limits.max_config_depth:
         raise ModelFileError(path, f"its {CONFIG_ENTRY} is nested {depth} levels deep; "
@@ -247,10 +246,10 @@ def _check_keras_zip(path, p, limits: FileLimits) -> ModelFile:
         config = json.loads(text)
     except UnicodeDecodeError as exc:
         raise ModelFileError(path, f"its {CONFIG_ENTRY} is not UTF-8 text (byte "
-                                   f"{exc.start}); expected JSON") from None
+                                   f"{exc.start}); expected JSON") from exc
     except json.JSONDecodeError as exc:
         raise ModelFileError(path, f"its {CONFIG_ENTRY} is not valid JSON (line {exc.lineno} "
-                                   f"column {exc.colno}: {exc.msg})") from None
+                                   f"column {exc.colno}: {exc.msg})") from exc
     except RecursionError:  # a depth limit raised past what Python's parser can read
         raise ModelFileError(path, f"its {CONFIG_ENTRY} is nested {depth} levels deep, more "
                                    "than Python's JSON parser (which Keras uses too) reads "
@@ -296,8 +295,9 @@ def json_depth(data) -> int:
     """How deeply JSON `data` (str or UTF-8 bytes) nests objects and arrays, found without
     parsing it (Python's parser raises RecursionError on deep nesting).
 
-    Linear in time, and in memory one copy of `data` at most (only when it holds
-    backslashes) plus a fixed few MiB: it is run on configs of hundreds of MB.
+    Linear in time; in memory a fixed few MiB, plus, only when `data` holds backslashes, two
+    copies of it briefly (`bytes.replace`; a regex would hold a backtracking entry or a
+    piece per match): it is run on configs of hundreds of MB.
 
     >>> json_depth(r'{"a": [1, {"b": "[[[\\\"{"}]}')
     3
