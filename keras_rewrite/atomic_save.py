@@ -13,9 +13,16 @@ Every file keras_rewrite writes (a model, a picture, a report) goes through `wri
    and never writes through it to the file it points at.
 4. The temporary folder is removed, on success, on failure and on interruption alike.
 
-A process killed with SIGKILL cannot clean up; the next write into the same folder removes
-the temporary folders of processes that no longer run. `scratch_folder` does the same for the
-folders Keras itself creates in ``$TMPDIR`` while loading and saving.
+A process killed with SIGKILL (or by the kernel for memory) cannot clean up; the next write
+into the same folder removes the temporary folders of processes that no longer run.
+`scratch_folder` does the same for the folders Keras itself creates in ``$TMPDIR`` while
+loading and saving. "No longer runs" is not read from the process id in the name alone: each
+folder holds a ``.lock`` file its process keeps locked (``flock``) while it lives, and the
+kernel releases the lock however the process ends. A lock anyone can take means a leftover,
+also when the id is still in use: a killed process not yet reaped by its parent (a zombie),
+an id used again, or a process of another container writing into a shared folder (every
+container's first process is 1). Folders without a lock file (older versions, file systems
+without locks) are judged by the process id, a zombie counting as dead.
 """
 from __future__ import annotations
 
@@ -25,6 +32,12 @@ import os
 import pathlib
 import shutil
 import tempfile
+import time
+
+try:
+    import fcntl
+except ImportError:  # not on Windows: folders are judged by their process id there
+    fcntl = None
 
 from .error_text import first_paragraph, layer_in_traceback, one_line, show_path
 from .errors import RewriteError
@@ -35,6 +48,9 @@ __all__ = ["OutputError", "check_output_path", "write_file", "save_model", "scra
 TEMP_PREFIX = ".keras-rewrite-tmp-"
 SCRATCH_PREFIX = "keras-rewrite-scratch-"
 NAME_MAX = 255  # bytes in one file name on the usual file systems
+LOCK_NAME = ".lock"  # in each temporary folder, locked by its process while it lives
+LOCK_GRACE_SECONDS = 60  # a folder without a lock file younger than this may be being made
+_OWN_FOLDERS: set = set()  # temporary folders this process made and has not removed
 # In library terms; the command line swaps in its flag (keras_rewrite_cli.terminal.CLI_WORDS).
 OVERWRITE_HINT = "pass overwrite=True to replace it"
 BUG_HINT = "report it as a bug"
@@ -107,7 +123,7 @@ def write_file(path, write, *, overwrite: bool = False, check=None, suffixes=Non
     p = pathlib.Path(path)
     remove_stale_temporaries(p.parent)
     try:
-        folder = tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{os.getpid()}-", dir=p.parent)
+        folder, lock = _make_locked_folder(TEMP_PREFIX, p.parent)
     except OSError as exc:
         raise OutputError(path, f"cannot create a file in the folder {str(p.parent)!r}: "
                                 f"{exc.strerror or exc}") from exc
@@ -120,7 +136,7 @@ def write_file(path, write, *, overwrite: bool = False, check=None, suffixes=Non
             check(tmp)
         _publish(tmp, p, overwrite)
     finally:
-        shutil.rmtree(folder, ignore_errors=True)
+        _remove_locked_folder(folder, lock)
 
 
 def _publish(tmp: str, p: pathlib.Path, overwrite: bool) -> None:
@@ -185,7 +201,8 @@ def save_model(model, path, *, overwrite: bool = False, check=None) -> None:
 
 def remove_stale_temporaries(folder, prefix: str = TEMP_PREFIX) -> list[str]:
     """Remove the temporary folders in `folder` left by keras_rewrite processes that no
-    longer run (killed with SIGKILL, or a machine that lost power). Returns their names."""
+    longer run (killed with SIGKILL or for memory, or a machine that lost power): those whose
+    lock file anyone can lock (see the module docstring). Returns their names."""
     removed = []
     try:
         entries = list(os.scandir(folder))
@@ -195,17 +212,96 @@ def remove_stale_temporaries(folder, prefix: str = TEMP_PREFIX) -> list[str]:
         if not entry.name.startswith(prefix):
             continue
         pid = entry.name[len(prefix):].split("-", 1)[0]
-        if not pid.isdigit() or _alive(int(pid)):
+        if not pid.isdigit() or os.path.abspath(entry.path) in _OWN_FOLDERS:
             continue
         try:
-            if entry.is_dir(follow_symlinks=False):
-                shutil.rmtree(entry.path)
-            else:
-                os.unlink(entry.path)
+            if not entry.is_dir(follow_symlinks=False):
+                if not _alive(int(pid)):
+                    os.unlink(entry.path)
+                    removed.append(entry.name)
+                continue
+            lock = _lock_if_stale(entry.path, int(pid))
+        except OSError:
+            continue
+        if lock is False:
+            continue
+        try:
+            shutil.rmtree(entry.path)
             removed.append(entry.name)
         except OSError:
             pass
+        finally:
+            if lock is not None:
+                os.close(lock)
     return removed
+
+
+def _lock_if_stale(path: str, pid: int):
+    """Whether the temporary folder `path` of process `pid` is a leftover: False if not;
+    if it is, its lock file's descriptor, locked (closed by the caller once the folder is
+    removed), or None for a folder without a usable lock, judged by `pid`."""
+    try:
+        fd = os.open(os.path.join(path, LOCK_NAME),
+                     os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:  # made by an older version, or being made this instant
+        if pid == os.getpid():  # not this process's (see the caller): an earlier one's with
+            # this id (a container's first process), unless another container is making it
+            return None if _age(path) > LOCK_GRACE_SECONDS else False
+        return False if _alive(pid) else None
+    if fcntl is None:
+        os.close(fd)
+        return False if _alive(pid) else None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:  # its process holds it: it runs
+        os.close(fd)
+        return False
+    except OSError:  # no locks on this file system
+        os.close(fd)
+        return False if _alive(pid) else None
+    return fd
+
+
+def _age(path: str) -> float:
+    try:
+        return time.time() - os.stat(path).st_mtime
+    except OSError:
+        return 0.0
+
+
+def _make_locked_folder(prefix: str, parent) -> tuple[str, int | None]:
+    """A new temporary folder ``<prefix><pid>-<random>`` in `parent` holding a lock file this
+    process keeps locked until `_remove_locked_folder`; (its path, the lock's descriptor or
+    None where locks do not work)."""
+    folder = tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-", dir=parent)
+    _OWN_FOLDERS.add(os.path.abspath(folder))
+    if fcntl is None:
+        return folder, None
+    # Locked under another name, then renamed: whoever finds LOCK_NAME finds it locked.
+    making = os.path.join(folder, LOCK_NAME + "-new")
+    fd = None
+    try:
+        fd = os.open(making, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+                     | getattr(os, "O_CLOEXEC", 0), 0o600)
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.rename(making, os.path.join(folder, LOCK_NAME))
+        return folder, fd
+    except OSError:  # a file system without locks: the folder is judged by its process id
+        if fd is not None:
+            os.close(fd)
+        with contextlib.suppress(OSError):
+            os.unlink(making)
+        return folder, None
+
+
+def _remove_locked_folder(folder: str, lock: int | None) -> None:
+    """Remove a folder of `_make_locked_folder`, then release its lock."""
+    try:
+        shutil.rmtree(folder, ignore_errors=True)
+    finally:
+        _OWN_FOLDERS.discard(os.path.abspath(folder))
+        if lock is not None:
+            os.close(lock)
 
 
 def _alive(pid: int) -> bool:
@@ -217,7 +313,16 @@ def _alive(pid: int) -> bool:
         return False
     except OSError:  # exists, owned by someone else
         return True
-    return True
+    return not _zombie(pid)
+
+
+def _zombie(pid: int) -> bool:
+    """A process that has ended but is not yet reaped by its parent (Linux's /proc)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            return stat.read().rsplit(b")", 1)[1].split()[0] in (b"Z", b"X")
+    except (OSError, IndexError):
+        return False
 
 
 @contextlib.contextmanager
@@ -228,14 +333,14 @@ def scratch_folder():
     process's default temporary folder for the duration."""
     base = tempfile.gettempdir()
     remove_stale_temporaries(base, SCRATCH_PREFIX)
-    folder = tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-", dir=base)
+    folder, lock = _make_locked_folder(SCRATCH_PREFIX, base)
     previous = tempfile.tempdir
     tempfile.tempdir = folder
     try:
         yield folder
     finally:
         tempfile.tempdir = previous
-        shutil.rmtree(folder, ignore_errors=True)
+        _remove_locked_folder(folder, lock)
 
 
 def _umask() -> int:

@@ -119,7 +119,7 @@ def _json_number(value: float):
 
 def convert_file(src, dst, passes, *, check: bool = True, safe_mode: bool = True,
                  custom_objects=None, overwrite: bool = False, before_write=None,
-                 label: str | None = None) -> ConversionReport:
+                 label: str | None = None, limits=None) -> ConversionReport:
     """Rewrite the model file `src` with `passes` and write the result to `dst`.
 
     Args:
@@ -138,6 +138,8 @@ def convert_file(src, dst, passes, *, check: bool = True, safe_mode: bool = True
             before anything is written (the command line draws its picture there); if it
             raises, nothing is written.
         label: how to name `src` in messages (default: `src`).
+        limits: a `keras_rewrite.model_files.FileLimits`: what may be read of `src` (and of
+            the written file, when reloaded) before Keras does; default `FileLimits()`.
 
     Returns:
         A `ConversionReport`.
@@ -166,7 +168,7 @@ def convert_file(src, dst, passes, *, check: bool = True, safe_mode: bool = True
         started = time.perf_counter()
         try:
             model = model_files.load_model(src, safe_mode=safe_mode,
-                                           custom_objects=custom_objects)
+                                           custom_objects=custom_objects, limits=limits)
         except ModelFileError:
             raise
         except Exception as exc:
@@ -216,7 +218,7 @@ def convert_file(src, dst, passes, *, check: bool = True, safe_mode: bool = True
             if check:
                 def reload_check(tmp):
                     check_written(tmp, dst, new_model, x, expected, safe_mode=safe_mode,
-                                  custom_objects=custom_objects)
+                                  custom_objects=custom_objects, limits=limits)
             same = os.path.exists(src) and os.path.exists(dst) and os.path.samefile(src, dst)
             try:
                 atomic_save.save_model(new_model, dst, overwrite=overwrite or same,
@@ -255,7 +257,7 @@ RELOAD_PROBLEMS = {
 
 
 def check_written(tmp, output, new_model, x, expected, *, safe_mode=True,
-                  custom_objects=None) -> None:
+                  custom_objects=None, limits=None) -> None:
     """The reload check of a written file: load it once and compare it with the rewritten
     model (layers, regularizers at any depth, dtype policies, activations, weight hashes) and
     its predictions on `x` with `expected`, computed before.
@@ -266,7 +268,7 @@ def check_written(tmp, output, new_model, x, expected, *, safe_mode=True,
     """
     try:
         reloaded = model_files.load_model(tmp, safe_mode=safe_mode,
-                                          custom_objects=custom_objects)
+                                          custom_objects=custom_objects, limits=limits)
     except ModelFileError as exc:
         raise OutputError(output, f"the written file does not reload: {exc.reason}") from exc
     comparison = verify.compare_models(new_model, reloaded, x, expected)

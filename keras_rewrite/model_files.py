@@ -9,6 +9,11 @@ looks at the file first (exists, is a regular file, not empty, a zip, entries in
 `load_model` then translates what Keras still raises into one `ModelFileError` line naming the
 file, what was expected and what was received.
 
+Bounded: what is read before Keras sees the file is limited (`FileLimits`: the size of
+``config.json``, its nesting depth, its number of layers); a file past a limit is refused with
+the limit's name and how to raise it, and never reaches Keras. Within the limits the checks
+hold at most one parsed copy of the config at a time and none while Keras loads.
+
 Safe by default: ``safe_mode=True`` refuses Lambda layers carrying Python bytecode (checked in
 ``config.json`` before Keras sees the file), and legacy ``.h5`` files are refused unless
 ``allow_h5=True``, because Keras ignores ``safe_mode`` for them (CVE-2025-9905).
@@ -30,7 +35,7 @@ import zipfile
 from .error_text import one_line, show_path
 from .errors import RewriteError
 
-__all__ = ["ModelFileError", "CustomObjectsError", "ModelFile", "check_model_file",
+__all__ = ["ModelFileError", "CustomObjectsError", "ModelFile", "FileLimits", "check_model_file",
            "load_model", "import_custom_objects", "UNSAFE_HINT", "CUSTOM_OBJECTS_HINT"]
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
@@ -42,6 +47,36 @@ WEIGHTS_ENTRY = "model.weights.h5"
 UNSAFE_HINT = "load it with safe_mode=False if you trust this file"
 CUSTOM_OBJECTS_HINT = "a module imported before loading (custom objects)"
 MAX_CONFIG_DEPTH = 100  # nesting of config.json; real models stay far below (ResNet50: 9)
+MAX_CONFIG_MB = 64  # size of config.json: about 1 KB per layer (ResNet50: 172 KiB, 177 layers)
+MAX_LAYERS = 50_000  # layer entries in config.json, nested models included
+# How to raise each limit, in library terms; the command line swaps in its flags
+# (keras_rewrite_cli.terminal.CLI_WORDS).
+LIMIT_HINTS = {name: f"raise it with limits=FileLimits({name}=N) if you trust this file"
+               for name in ("max_config_mb", "max_config_depth", "max_layers")}
+
+
+@dataclasses.dataclass(frozen=True)
+class FileLimits:
+    """Limits on what `check_model_file` reads of a ``.keras`` file before Keras does.
+
+    A file past one is refused (`ModelFileError` naming the limit and how to raise it), so
+    a hostile file (a config of hundreds of MB, nested thousands of levels, a million
+    layers) costs neither memory nor time in Keras. The defaults are far above real models.
+
+    Attributes:
+        max_config_mb: size of ``config.json`` in MiB (1 MiB = 1,048,576 bytes), as stored
+            uncompressed; Keras's own load costs about 3x this in memory.
+        max_config_depth: nesting of objects and arrays in ``config.json``.
+        max_layers: layer entries in ``config.json`` (nested models' layers included).
+    """
+
+    max_config_mb: float = MAX_CONFIG_MB
+    max_config_depth: int = MAX_CONFIG_DEPTH
+    max_layers: int = MAX_LAYERS
+
+    @property
+    def max_config_bytes(self) -> int:
+        return int(self.max_config_mb * 1024 * 1024)
 
 
 class ModelFileError(RewriteError, ValueError):
@@ -74,6 +109,8 @@ class ModelFile:
             (a serialized ``lambda``), which safe mode refuses.
         named_functions: (layer name, registered function name such as
             ``"keras_rewrite>scale_to_unit"``) for each registered function a layer uses.
+        layers: (layer name, class name) of every layer entry, nested models included;
+            kept when `config` is dropped (`load_model` does, before Keras parses its own).
     """
 
     path: str
@@ -81,22 +118,25 @@ class ModelFile:
     config: dict | None = None
     lambda_bytecode: list = dataclasses.field(default_factory=list)
     named_functions: list = dataclasses.field(default_factory=list)
+    layers: list = dataclasses.field(default_factory=list)
 
     def layers_of_class(self, class_name: str) -> list[str]:
         """Names of the layers of `class_name` in the config (nested models included)."""
-        return [name for name, cls in _layer_entries(self.config) if cls == class_name]
+        return [name for name, cls in self.layers if cls == class_name]
 
 
 # --------------------------------------------------------------------------- checking a file
 
 
-def check_model_file(path, *, allow_h5: bool = False) -> ModelFile:
+def check_model_file(path, *, allow_h5: bool = False,
+                     limits: FileLimits | None = None) -> ModelFile:
     """Check that `path` is a readable Keras model file, without running any of its content.
 
     Args:
         path: a ``.keras`` file (or a legacy ``.h5`` file when `allow_h5`).
         allow_h5: accept legacy HDF5 files. They are refused by default because Keras
             ignores ``safe_mode`` when loading them.
+        limits: what may be read before Keras does (default `FileLimits()`).
 
     Returns:
         A `ModelFile` with the parsed config and the layers that need attention.
@@ -142,7 +182,7 @@ def check_model_file(path, *, allow_h5: bool = False) -> ModelFile:
                                        "complete .keras zip archive")
         raise ModelFileError(path, f"is not a zip archive; expected a .keras zip archive; "
                                    f"received {_describe_content(head)}")
-    return _check_keras_zip(path, p)
+    return _check_keras_zip(path, p, limits or FileLimits())
 
 
 def _check_h5(path, head, suffix, allow_h5) -> ModelFile:
@@ -157,7 +197,7 @@ def _check_h5(path, head, suffix, allow_h5) -> ModelFile:
     return ModelFile(str(path), "h5")
 
 
-def _check_keras_zip(path, p) -> ModelFile:
+def _check_keras_zip(path, p, limits: FileLimits) -> ModelFile:
     try:
         with zipfile.ZipFile(p) as archive:
             names = archive.namelist()
@@ -169,11 +209,16 @@ def _check_keras_zip(path, p) -> ModelFile:
                 raise ModelFileError(path, f"has no {WEIGHTS_ENTRY} (the weights); expected "
                                            f"{CONFIG_ENTRY}, {WEIGHTS_ENTRY}; received "
                                            f"{_entries(names)}")
-            bad = archive.testzip()  # reads every entry, checking its CRC
+            # Before reading anything: the size the archive declares (zipfile reads no more
+            # than it, and a CRC check fails if the data holds more).
+            _check_config_size(path, archive.getinfo(CONFIG_ENTRY).file_size, limits)
+            bad = archive.testzip()  # reads every entry in 1 MiB chunks, checking its CRC
             if bad is not None:
                 raise ModelFileError(path, f"zip entry {bad!r} is corrupted (its CRC check "
                                            "failed); expected an intact .keras archive")
-            raw_config = archive.read(CONFIG_ENTRY)
+            with archive.open(CONFIG_ENTRY) as entry:
+                raw_config = entry.read(limits.max_config_bytes + 1)
+            _check_config_size(path, len(raw_config), limits)
             with archive.open(WEIGHTS_ENTRY) as weights:
                 weights_head = weights.read(32)
     except ModelFileError:
@@ -187,13 +232,17 @@ def _check_keras_zip(path, p) -> ModelFile:
     if not weights_head.startswith(HDF5_SIGNATURE):
         raise ModelFileError(path, f"its {WEIGHTS_ENTRY} is not an HDF5 file; received "
                                    f"{_describe_content(weights_head)}")
+    # The bytes, then the text, then the parsed config, each dropped once the next exists.
+    depth = json_depth(raw_config)
+    if depth > limits.max_config_depth:
+        raise ModelFileError(path, f"its {CONFIG_ENTRY} is nested {depth} levels deep; "
+                                   f"expected at most {limits.max_config_depth} (a model "
+                                   "config is a few levels deep; the limit on nesting "
+                                   "read before Keras loads a file); "
+                                   f"{LIMIT_HINTS['max_config_depth']}")
     try:
         text = raw_config.decode("utf-8")
-        depth = json_depth(text)
-        if depth > MAX_CONFIG_DEPTH:
-            raise ModelFileError(path, f"its {CONFIG_ENTRY} is nested {depth} levels deep; "
-                                       f"expected at most {MAX_CONFIG_DEPTH} (a model config "
-                                       "is a few levels deep)")
+        del raw_config
         config = json.loads(text)
     except UnicodeDecodeError as exc:
         raise ModelFileError(path, f"its {CONFIG_ENTRY} is not UTF-8 text (byte "
@@ -201,33 +250,107 @@ def _check_keras_zip(path, p) -> ModelFile:
     except json.JSONDecodeError as exc:
         raise ModelFileError(path, f"its {CONFIG_ENTRY} is not valid JSON (line {exc.lineno} "
                                    f"column {exc.colno}: {exc.msg})") from exc
+    except RecursionError:  # a depth limit raised past what Python's parser can read
+        raise ModelFileError(path, f"its {CONFIG_ENTRY} is nested {depth} levels deep, more "
+                                   "than Python's JSON parser (which Keras uses too) reads "
+                                   f"at the recursion limit {sys.getrecursionlimit()}"
+                             ) from None
+    finally:
+        text = None
     if not (isinstance(config, dict) and "class_name" in config and "config" in config):
         received = (f"keys {sorted(config)[:6]}" if isinstance(config, dict)
                     else type(config).__name__)
         raise ModelFileError(path, f"its {CONFIG_ENTRY} does not describe a model; expected "
                                    f"an object with 'class_name' and 'config'; received "
                                    f"{received}")
-    info = ModelFile(str(path), "keras", config)
+    count = count_layers(config)
+    if count > limits.max_layers:
+        raise ModelFileError(path, f"its {CONFIG_ENTRY} holds {count:,} layers; expected at "
+                                   f"most {limits.max_layers:,} (the limit on layers read "
+                                   "before Keras loads a file); "
+                                   f"{LIMIT_HINTS['max_layers']}")
+    info = ModelFile(str(path), "keras", config, layers=list(_layer_entries(config)))
     _scan_functions(config, None, info)
     return info
 
 
-_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
-_JSON_BRACKET = re.compile(r"[\[\]{}]")
+def _check_config_size(path, size: int, limits: FileLimits) -> None:
+    if size > limits.max_config_bytes:
+        raise ModelFileError(path, f"its {CONFIG_ENTRY} is {_mib(size)} ({size:,} bytes); "
+                                   f"expected at most {limits.max_config_mb:g} MiB (the limit "
+                                   "on the config read before Keras loads a file); "
+                                   f"{LIMIT_HINTS['max_config_mb']}")
 
 
-def json_depth(text: str) -> int:
-    """How deeply JSON `text` nests objects and arrays, found without parsing it (Python's
-    parser raises RecursionError on deep nesting).
+def _mib(size: int) -> str:
+    return f"{size / (1024 * 1024):.1f} MiB"
 
-    >>> json_depth('{"a": [1, {"b": "[[["}]}')
+
+_BRACKETS = {ord("["): 1, ord("{"): 1, ord("]"): -1, ord("}"): -1}
+_QUOTE = ord('"')
+_CHUNK = 1 << 18  # bytes per step: a few MiB of temporary arrays
+
+
+def json_depth(data) -> int:
+    """How deeply JSON `data` (str or UTF-8 bytes) nests objects and arrays, found without
+    parsing it (Python's parser raises RecursionError on deep nesting).
+
+    Linear in time; in memory a fixed few MiB, plus, only when `data` holds backslashes, two
+    copies of it briefly (`bytes.replace`; a regex would hold a backtracking entry or a
+    piece per match): it is run on configs of hundreds of MB.
+
+    >>> json_depth(r'{"a": [1, {"b": "[[[\\\"{"}]}')
     3
     """
+    import numpy as np
+
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    if b"\\" in data:  # escapes only occur inside strings; pairs read from the left, so
+        # dropping "\\\\" then '\\"' leaves every string delimited by its own quotes
+        data = data.replace(b"\\\\", b"").replace(b'\\"', b"")
+    step = np.zeros(256, np.int8)
+    for byte, change in _BRACKETS.items():
+        step[byte] = change
     depth = deepest = 0
-    for bracket in _JSON_BRACKET.finditer(_JSON_STRING.sub("", text)):
-        depth += 1 if bracket.group() in "[{" else -1
-        deepest = max(deepest, depth)
+    in_string = 0
+    for start in range(0, len(data), _CHUNK):
+        chunk = np.frombuffer(data, np.uint8, count=min(_CHUNK, len(data) - start),
+                              offset=start)
+        # parity of the quotes seen so far: 1 inside a string (a bracket is no quote, so
+        # the count up to and including it is the count before it)
+        inside = np.cumsum(chunk == _QUOTE, dtype=np.int64)
+        inside += in_string
+        inside &= 1
+        levels = step[chunk]
+        levels[inside == 1] = 0
+        levels = np.cumsum(levels, dtype=np.int64)
+        levels += depth
+        deepest = max(deepest, int(levels.max()))
+        depth, in_string = int(levels[-1]), int(inside[-1])
     return deepest
+
+
+def count_layers(config) -> int:
+    """Layer entries in a model config: objects with a ``class_name`` in a ``layers`` list,
+    at any depth (nested models, and wrappers holding models). Iterative: no recursion.
+
+    >>> count_layers({"config": {"layers": [{"class_name": "Dense"},
+    ...     {"class_name": "Sequential", "config": {"layers": [{"class_name": "ReLU"}]}}]}})
+    3
+    """
+    count, stack = 0, [config]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            layers = node.get("layers")
+            if isinstance(layers, list):
+                count += sum(1 for entry in layers
+                             if isinstance(entry, dict) and "class_name" in entry)
+            stack.extend(value for value in node.values() if isinstance(value, (dict, list)))
+        elif isinstance(node, list):
+            stack.extend(value for value in node if isinstance(value, (dict, list)))
+    return count
 
 
 def _scan_functions(node, layer_name, info: ModelFile) -> None:
@@ -288,7 +411,7 @@ def _describe_content(head: bytes) -> str:
 
 
 def load_model(path, *, safe_mode: bool = True, allow_h5: bool | None = None,
-               custom_objects=None):
+               custom_objects=None, limits: FileLimits | None = None):
     """Check `path` with `check_model_file`, then load it with Keras.
 
     Args:
@@ -297,6 +420,7 @@ def load_model(path, *, safe_mode: bool = True, allow_h5: bool | None = None,
         allow_h5: accept legacy .h5 files; by default only when `safe_mode` is False.
         custom_objects: a dict of names to classes or functions, as for Keras's
             ``load_model`` (or register them with ``keras.saving.register_keras_serializable``).
+        limits: what may be read before Keras does (`FileLimits`; default `FileLimits()`).
 
     Returns:
         The loaded `keras.Model`.
@@ -305,7 +429,9 @@ def load_model(path, *, safe_mode: bool = True, allow_h5: bool | None = None,
         ModelFileError: the file is not a loadable model, or safe mode refuses it; the
             message names the layer and what helps (safe_mode=False, custom objects).
     """
-    info = check_model_file(path, allow_h5=(not safe_mode) if allow_h5 is None else allow_h5)
+    info = check_model_file(path, allow_h5=(not safe_mode) if allow_h5 is None else allow_h5,
+                            limits=limits)
+    info.config = None  # Keras parses its own copy: ours is not held meanwhile
     if safe_mode and info.lambda_bytecode:
         layers = ", ".join(repr(n) for n in info.lambda_bytecode)
         raise ModelFileError(
@@ -345,7 +471,7 @@ def _explain_load_error(exc, info: ModelFile, missing) -> str:
         name = found.group(found.lastindex)
         what = found.group(1) if found.lastindex == 2 else "class"
         short = name.rsplit(">", 1)[-1].rsplit(".", 1)[-1]
-        layers = info.layers_of_class(short) if info.config else []
+        layers = info.layers_of_class(short)
         where = (f" (layer{'s' if len(layers) > 1 else ''} "
                  f"{', '.join(repr(n) for n in layers[:3])}{', ...' if len(layers) > 3 else ''})"
                  if layers else "")

@@ -94,7 +94,54 @@ def version() -> str:
         return "unknown"
 
 
+def limit_number(kind):
+    """A --max-* value: a number > 0 (`kind` int or float).
+
+    >>> limit_number(int)("200000"), limit_number(float)("0.5")
+    (200000, 0.5)
+    >>> limit_number(int)("0")
+    Traceback (most recent call last):
+    ...
+    argparse.ArgumentTypeError: expected a whole number > 0 such as 200000; received '0'
+    """
+    def parse(text: str):
+        try:
+            value = kind(text.replace("_", ""))
+        except ValueError:
+            value = 0
+        if not value > 0 or value == float("inf"):
+            what = "a whole number > 0 such as 200000" if kind is int else "a number > 0 such as 256"
+            raise argparse.ArgumentTypeError(f"expected {what}; received {text!r}")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in its own messages
+    return parse
+
+
+# keras_rewrite.model_files.FileLimits's defaults (not imported here: it imports Keras;
+# tests/test_cli.py checks the two agree) and each limit's flag.
+LIMIT_DEFAULTS = {"max_config_mb": 64, "max_config_depth": 100, "max_layers": 50_000}
+LIMIT_FLAGS = {name: "--" + name.replace("_", "-") for name in LIMIT_DEFAULTS}
+
+
+def _add_limit_options(parser) -> None:
+    group = parser.add_argument_group(
+        "limits", "what is read of a .keras file before Keras loads it; a file past a limit is "
+                  "refused (exit status 3) and never reaches Keras")
+    group.add_argument(LIMIT_FLAGS["max_config_mb"], metavar="MB", type=limit_number(float),
+                       help=f"largest config.json in MiB (default "
+                            f"{LIMIT_DEFAULTS['max_config_mb']}; real models take about 1 KB "
+                            "per layer; Keras needs about 3x it in memory to load)")
+    group.add_argument(LIMIT_FLAGS["max_config_depth"], metavar="N", type=limit_number(int),
+                       help="deepest nesting of objects and arrays in config.json (default "
+                            f"{LIMIT_DEFAULTS['max_config_depth']}; ResNet50: 9)")
+    group.add_argument(LIMIT_FLAGS["max_layers"], metavar="N", type=limit_number(int),
+                       help="most layers in config.json, nested models included (default "
+                            f"{LIMIT_DEFAULTS['max_layers']:,})")
+
+
 def _add_load_options(parser) -> None:
+    _add_limit_options(parser)
     group = parser.add_argument_group("loading")
     group.add_argument("--unsafe", action="store_true",
                        help="load with safe_mode=False: allow Lambda layers stored as Python "

@@ -41,10 +41,17 @@ class Session:
     unsafe: bool = False
     verbose: bool = False
     as_json: bool = False
+    limits: dict = dataclasses.field(default_factory=dict)  # the --max-* flags given
 
     @property
     def safe_mode(self) -> bool:
         return not self.unsafe
+
+    def file_limits(self):
+        """The `keras_rewrite.model_files.FileLimits` of the --max-* flags given."""
+        from keras_rewrite.model_files import FileLimits
+
+        return FileLimits(**self.limits)
 
 
 def unexpected(label: str, step: str, exc: BaseException) -> str:
@@ -60,7 +67,7 @@ def load(session: Session, path: str):
     from keras_rewrite.model_files import ModelFileError, load_model
 
     try:
-        return load_model(path, safe_mode=session.safe_mode)
+        return load_model(path, safe_mode=session.safe_mode, limits=session.file_limits())
     except ModelFileError as exc:
         raise Failure(EXIT_INPUT, str(exc)) from exc
     except Exception as exc:  # a bug of ours or a Keras surprise: still one line, status 3
@@ -138,7 +145,8 @@ def convert_one(session: Session, job: Job, specs, args, batch: bool, *, full: b
         report = convert_file(job.source, job.output if write else None, passes,
                               safe_mode=session.safe_mode,
                               overwrite=args.force or args.in_place,
-                              before_write=draw if job.picture else None, label=job.label)
+                              before_write=draw if job.picture else None, label=job.label,
+                              limits=session.file_limits())
     except BaseException as exc:
         for picture, existed in pictures:  # nothing of a failed conversion remains
             if not existed:
@@ -518,7 +526,7 @@ def run_fix(args, session: Session, plan, output, after: list):
     try:
         return convert_file(args.input, output, plan, safe_mode=session.safe_mode,
                             overwrite=args.force or args.in_place, before_write=lint_fixed,
-                            label=args.input)
+                            label=args.input, limits=session.file_limits())
     except ModelFileError as exc:
         raise Failure(EXIT_INPUT, str(exc)) from exc
     except OutputError as exc:

@@ -41,9 +41,13 @@ def main(argv=None) -> int:
 
         commands = {"convert": cmd_convert, "lint": cmd_lint, "inspect": cmd_inspect,
                     "demo": cmd_demo, "passes": cmd_passes, "diff": cmd_diff}
+        from .arguments import LIMIT_FLAGS
+
         session = Session(unsafe=getattr(args, "unsafe", False),
                           verbose=getattr(args, "verbose", False),
-                          as_json=getattr(args, "format", "text") == "json")
+                          as_json=getattr(args, "format", "text") == "json",
+                          limits={name: getattr(args, name) for name in LIMIT_FLAGS
+                                  if getattr(args, name, None) is not None})
         import warnings
 
         # `passes` reads the passes' declarations from their source: no Keras to set up.

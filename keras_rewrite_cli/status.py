@@ -25,8 +25,9 @@ exit status:
      diff: the two models differ ({EXIT_OK}: identical), as diff(1) and black --check
   {EXIT_USAGE}  usage error: unknown option, invalid value, unreadable --passes file, a
      --custom-objects module that cannot be imported
-  {EXIT_INPUT}  an input is missing, unreadable, not a Keras model, or refused by safe mode;
-     or loading it failed unexpectedly
+  {EXIT_INPUT}  an input is missing, unreadable, not a Keras model, refused by safe mode, or
+     past a limit on what is read before Keras loads it (--max-config-mb,
+     --max-config-depth, --max-layers); or loading it failed unexpectedly
   {EXIT_REWRITE}  the rewrite failed (a pass or the rebuild; e.g. a pattern matching no layer),
      or reading the model's graph, rewriting or predicting failed unexpectedly
   {EXIT_OUTPUT}  an output (model, picture, report) could not be written (exists without

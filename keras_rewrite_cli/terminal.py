@@ -24,6 +24,9 @@ CLI_WORDS = (
     ("report it as a bug", "rerun with --verbose and report it"),
     ("refusing to overwrite the input", "refusing to overwrite the input (pass --in-place to "
                                         "replace it)"),
+    # model_files.LIMIT_HINTS
+    *((f"raise it with limits=FileLimits({name}=N)", f"raise it with --{name.replace('_', '-')} "
+       "N") for name in ("max_config_mb", "max_config_depth", "max_layers")),
 )
 
 

@@ -119,3 +119,106 @@ def test_output_that_is_the_input_is_refused_even_with_overwrite(saved):
         atomic_save.check_output_path(saved[0], overwrite=True, input_paths=[saved[0]])
 
 
+
+
+# --------------------------------------------------------------------------- leftovers
+
+
+def zombie():
+    """A child process that has ended but is not reaped yet: its id still answers kill(0)."""
+    import subprocess
+    import sys
+    import time
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:  # Popen.poll would reap it: read /proc instead
+        if atomic_save._zombie(child.pid):
+            return child
+        time.sleep(0.01)
+    child.wait()
+    pytest.skip("no /proc to see a zombie in")
+
+
+def leftover(folder, pid, prefix=atomic_save.TEMP_PREFIX, lock=True, suffix="abc123"):
+    path = folder / f"{prefix}{pid}-{suffix}"
+    path.mkdir()
+    (path / "model.keras").write_bytes(b"PK half a model")
+    if lock:
+        (path / atomic_save.LOCK_NAME).write_bytes(b"")
+    return path
+
+
+def test_a_leftover_is_removed_when_its_lock_is_free_although_its_id_runs(tmp_path):
+    # The id is a running process's (reused, or another container's): only the lock tells.
+    running = leftover(tmp_path, os.getppid())
+    assert atomic_save.remove_stale_temporaries(tmp_path) == [running.name]
+    assert listing(tmp_path) == []
+
+
+def test_a_folder_whose_lock_is_held_is_kept(tmp_path):
+    import fcntl
+
+    held = leftover(tmp_path, 999_999_999)  # no such process: only the lock tells
+    fd = os.open(held / atomic_save.LOCK_NAME, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # as its (living) process does
+        assert atomic_save.remove_stale_temporaries(tmp_path) == [] and held.exists()
+    finally:
+        os.close(fd)
+    assert atomic_save.remove_stale_temporaries(tmp_path) == [held.name]
+
+
+def test_a_zombies_folder_without_a_lock_is_removed(tmp_path):
+    child = zombie()
+    try:
+        os.kill(child.pid, 0)  # what the check alone used to see: "alive"
+        dead = leftover(tmp_path, child.pid, lock=False)
+        alive = leftover(tmp_path, os.getppid(), lock=False, suffix="def456")
+        assert atomic_save.remove_stale_temporaries(tmp_path) == [dead.name]
+        assert listing(tmp_path) == [alive.name]
+    finally:
+        child.wait()
+
+
+def test_a_folder_with_this_process_id_is_a_leftover_unless_this_process_made_it(tmp_path):
+    # A container's first process is 1 in every run: the folder of the previous run has this
+    # process's id.
+    earlier = leftover(tmp_path, os.getpid())
+    young = leftover(tmp_path, os.getpid(), lock=False, suffix="young")
+    mine, lock = atomic_save._make_locked_folder(atomic_save.TEMP_PREFIX, tmp_path)
+    try:
+        assert atomic_save.remove_stale_temporaries(tmp_path) == [earlier.name]
+        assert sorted(listing(tmp_path)) == sorted([young.name, os.path.basename(mine)])
+        old = atomic_save.time.time() - 2 * atomic_save.LOCK_GRACE_SECONDS
+        os.utime(young, (old, old))  # no lock and old: no process is making it any more
+        assert atomic_save.remove_stale_temporaries(tmp_path) == [young.name]
+    finally:
+        atomic_save._remove_locked_folder(mine, lock)
+    assert listing(tmp_path) == []
+
+
+def test_write_file_and_scratch_folder_hold_their_lock_while_they_run(tmp_path, monkeypatch):
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    child = zombie()
+    try:
+        stale_scratch = leftover(tmp_path, child.pid, prefix=atomic_save.SCRATCH_PREFIX)
+        seen = []
+
+        def write(tmp):
+            folder = os.path.dirname(tmp)
+            seen.append(sorted(os.listdir(folder)))
+            # another process cleaning this folder now finds the lock taken
+            assert atomic_save._lock_if_stale(folder, os.getpid() + 1) is False
+            pathlib.Path(tmp).write_bytes(b"content")
+
+        with atomic_save.scratch_folder() as scratch:
+            assert not stale_scratch.exists()
+            assert atomic_save._lock_if_stale(scratch, os.getpid() + 1) is False
+            atomic_save.write_file(tmp_path / "out.txt", write)
+        assert seen == [[atomic_save.LOCK_NAME]]
+        assert listing(tmp_path) == ["out.txt"]
+    finally:
+        child.wait()

@@ -198,3 +198,78 @@ def test_the_recursion_limit_is_restored_after_a_deep_rewrite():
         assert sys.getrecursionlimit() == 1000
     finally:
         sys.setrecursionlimit(limit)
+
+
+def test_overlapping_recursion_limits_end_at_the_callers_whatever_the_order():
+    import sys
+
+    from keras_rewrite import _keras
+
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(1000)
+    try:
+        for order in ("first in, first out", "last in, first out"):
+            a, b = _keras.recursion_limit_for(100), _keras.recursion_limit_for(500)
+            a.__enter__()
+            assert sys.getrecursionlimit() == 2400
+            b.__enter__()
+            assert sys.getrecursionlimit() == 4000
+            first, second = (a, b) if order == "first in, first out" else (b, a)
+            first.__exit__(None, None, None)
+            assert sys.getrecursionlimit() == (4000 if first is a else 2400), order
+            second.__exit__(None, None, None)
+            assert sys.getrecursionlimit() == 1000, order
+        # a limit the caller sets while a call runs is the one restored
+        with _keras.recursion_limit_for(100):
+            sys.setrecursionlimit(3000)
+            with _keras.recursion_limit_for(1000):
+                assert sys.getrecursionlimit() == 6000
+            assert sys.getrecursionlimit() == 3000
+        assert sys.getrecursionlimit() == 3000
+    finally:
+        sys.setrecursionlimit(limit)
+
+
+def test_rewrites_in_threads_overlap_and_leave_the_callers_recursion_limit(monkeypatch):
+    import sys
+    import threading
+
+    from helpers import conv_chain
+    from keras_rewrite import rebuild
+
+    models = [conv_chain(blocks) for blocks in (1, 2, 3, 4)]  # different needs
+    barrier = threading.Barrier(len(models), timeout=60)
+    inside = []
+    build = rebuild._Rebuilder.build
+
+    def build_when_all_are_inside(self, graph):
+        if not getattr(self, "_waited", False):  # the outer model's build, not nested ones
+            self._waited = True
+            barrier.wait()  # every thread is inside its raised limit at once
+            inside.append(sys.getrecursionlimit())
+        return build(self, graph)
+
+    monkeypatch.setattr(rebuild._Rebuilder, "build", build_when_all_are_inside)
+    results, errors = {}, []
+
+    def run(i):
+        try:
+            results[i] = keras_rewrite.rewrite(models[i], ["l2"])
+        except BaseException as exc:  # noqa: BLE001  (reported below)
+            errors.append(exc)
+
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(1000)
+    try:
+        threads = [threading.Thread(target=run, args=(i,)) for i in range(len(models))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(120)
+        assert not errors, errors
+        assert sys.getrecursionlimit() == 1000
+    finally:
+        sys.setrecursionlimit(limit)
+    assert len(inside) == 4 and min(inside) >= 2000 + 4 * (4 * 4 + 2)  # the deepest one's need
+    assert sorted(results) == [0, 1, 2, 3]
+    assert all(len(results[i].layers) == len(models[i].layers) for i in results)

@@ -156,8 +156,106 @@ def test_a_deeply_nested_config_is_an_input_error(here, capsys):
             archive.writestr(name, data)
     code, out, err = call(["convert", "deep.keras", "-o", "out.keras"], capsys)
     assert code == status.EXIT_INPUT
-    assert "its config.json is nested 5002 levels deep; expected at most 100" in \
-        one_error_line(err)
+    line = one_error_line(err)
+    assert "its config.json is nested 5002 levels deep; expected at most 100" in line
+    assert line.endswith("raise it with --max-config-depth N if you trust this file")
+    assert listing(here) == ["deep.keras", "m.keras", "tmp"]
+    code, out, err = call(["convert", "deep.keras", "-o", "out.keras", "--max-config-depth",
+                           "6000"], capsys)  # raised, but past what Python's parser reads
+    assert code == status.EXIT_INPUT
+    assert "nested 5002 levels deep, more than Python's JSON parser" in one_error_line(err)
+    deep = text.replace('"config": {', '"config": {"deep": ' + "[" * 150 + "]" * 150 + ", ", 1)
+    with zipfile.ZipFile(here / "deep.keras", "w") as archive:
+        for name, data in {**entries, "config.json": deep}.items():
+            archive.writestr(name, data)
+    code, out, err = call(["convert", "deep.keras", "-o", "out.keras"], capsys)
+    assert code == status.EXIT_INPUT and "nested 152 levels deep" in one_error_line(err)
+    code, out, err = call(["convert", "deep.keras", "-o", "out.keras", "--max-config-depth",
+                           "152"], capsys)
+    assert code == status.EXIT_OK, err
+
+
+@pytest.mark.parametrize("command", [
+    ["convert", "m.keras", "-o", "out.keras"], ["lint", "m.keras"], ["inspect", "m.keras"],
+    ["diff", "m.keras", "m.keras"], ["lint", "m.keras", "--fix", "-o", "out.keras"],
+])
+@pytest.mark.parametrize("flag, value, fragment", [
+    ("--max-layers", "2", "its config.json holds 3 layers; expected at most 2"),
+    ("--max-config-mb", "0.001", "its config.json is 0.0 MiB (1,"),
+    ("--max-config-depth", "5", "its config.json is nested 10 levels deep; expected at most 5"),
+])
+def test_a_file_past_a_limit_is_exit_3_naming_the_limit_and_its_flag(here, capsys, monkeypatch,
+                                                                      command, flag, value,
+                                                                      fragment):
+    def never(*args, **kwargs):
+        raise AssertionError("Keras was given the file")
+
+    monkeypatch.setattr(keras.saving, "load_model", never)
+    code, out, err = call([*command, flag, value], capsys)
+    line = one_error_line(err)
+    assert code == status.EXIT_INPUT and fragment in line, line
+    assert line.endswith(f"raise it with {flag} N if you trust this file"), line
+    assert listing(here) == ["m.keras", "tmp"]
+
+
+def test_the_command_lines_limits_are_the_librarys():
+    from keras_rewrite_cli import arguments
+
+    assert model_files.FileLimits(**arguments.LIMIT_DEFAULTS) == model_files.FileLimits()
+    assert set(arguments.LIMIT_FLAGS) == set(model_files.LIMIT_HINTS)
+    code = entry.main(["convert", "m.keras", "--max-layers", "0"])
+    assert code == status.EXIT_USAGE
+
+
+# Runs argv in a child and prints that child's peak RSS (KiB; one child: no other's maximum).
+PEAK_RSS = ("import resource, subprocess, sys; done = subprocess.run(sys.argv[1:], "
+            "stdout=subprocess.DEVNULL, stderr=subprocess.PIPE); sys.stderr.buffer.write("
+            "done.stderr); print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, "
+            "done.returncode)")
+
+
+def peak_rss_mib(argv, cwd):
+    env = {**os.environ, "TMPDIR": str(cwd / "tmp"), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    done = subprocess.run([sys.executable, "-c", PEAK_RSS, *argv], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=600)
+    kib, code = done.stdout.split()
+    return int(kib) / 1024, int(code), done.stderr
+
+
+@pytest.mark.slow  # four processes importing TensorFlow, a 40 MB config
+def test_a_config_of_tens_of_mb_costs_convert_little_more_than_keras_and_a_limit_stops_it(here):
+    # An attacker's file: a valid config with a 40 MiB string under a key Keras ignores. The
+    # checks used to multiply it (a backtracking regex: ~130 bytes per byte; 200 MB -> killed).
+    with zipfile.ZipFile(here / "m.keras") as archive:
+        entries = {n: archive.read(n) for n in archive.namelist()}
+    config = json.loads(entries["config.json"])
+    config["ignored_by_keras"] = "x" * (40 << 20)
+    with zipfile.ZipFile(here / "big.keras", "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in {**entries, "config.json": json.dumps(config).encode()}.items():
+            archive.writestr(name, data)
+    del config
+    python = sys.executable
+    imports, _, _ = peak_rss_mib([python, "-c", "import keras"], here)
+    keras_load, code, err = peak_rss_mib(
+        [python, "-c", "import keras; keras.saving.load_model('big.keras')"], here)
+    assert code == 0, err
+    convert, code, err = peak_rss_mib([python, "-m", "keras_rewrite_cli", "convert",
+                                       "big.keras", "-o", "out.keras"], here)
+    assert code == status.EXIT_OK, err
+    assert convert <= 1.5 * keras_load, (convert, keras_load)
+    # what convert adds to Keras's own load, at most half of what that load costs
+    assert convert - keras_load <= 0.5 * (keras_load - imports), (imports, keras_load, convert)
+    refused, code, err = peak_rss_mib([python, "-m", "keras_rewrite_cli", "convert",
+                                       "big.keras", "-o", "refused.keras",
+                                       "--max-config-mb", "32"], here)
+    assert code == status.EXIT_INPUT
+    line = one_error_line(err)
+    assert "big.keras: its config.json is 40.0 MiB (" in line
+    assert "expected at most 32 MiB" in line and line.endswith(
+        "raise it with --max-config-mb N if you trust this file")
+    assert refused < imports + 0.25 * (keras_load - imports)  # never reached Keras
+    assert listing(here) == ["big.keras", "m.keras", "out.keras", "tmp"]
+    assert listing(here / "tmp") == []
 
 
 def test_a_deeply_nested_passes_file_is_a_usage_error(here, capsys):
@@ -321,6 +419,52 @@ def test_signals_end_with_their_status_one_line_and_nothing_left(here, name, cod
     assert done.returncode == code, done.stderr
     assert len(done.stderr.splitlines()) == 1 and "no partial output was left" in done.stderr
     assert listing(here) == ["m.keras", "tmp"] and listing(here / "tmp") == []
+
+
+KILLED_SCRIPT = textwrap.dedent("""\
+    import sys, time
+    import keras_rewrite  # quiets TensorFlow, as the command line does
+    import keras
+    def save(self, path, *args, **kwargs):
+        with open(path, "wb") as f:
+            f.write(b"PK half a model")
+        print("writing", flush=True)
+        time.sleep(600)  # killed here, mid-write
+    keras.Model.save = save
+    sys.argv = ["keras-rewrite", "convert", "m.keras", "-o", "out.keras"]
+    from keras_rewrite_cli.entry import run
+    run()
+""")
+
+
+@pytest.mark.slow  # two command-line runs in subprocesses
+def test_the_next_run_removes_what_a_convert_killed_with_sigkill_mid_write_left(here):
+    env = {**os.environ, "TMPDIR": str(here / "tmp")}
+    killed = subprocess.Popen([sys.executable, "-c", KILLED_SCRIPT], cwd=here, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert killed.stdout.readline().strip() == "writing"
+        killed.send_signal(signal.SIGKILL)
+        # Not reaped yet, as by a supervisor that has not waited for it: a zombie, whose
+        # process id still answers os.kill(pid, 0).
+        while pathlib.Path(f"/proc/{killed.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] \
+                != "Z":
+            time.sleep(0.01)
+        left = listing(here)
+        assert [n for n in left if n.startswith(atomic_save.TEMP_PREFIX)] == \
+            [n for n in left if n.startswith(f"{atomic_save.TEMP_PREFIX}{killed.pid}-")]
+        assert len(left) == 3 and len(listing(here / "tmp")) == 1  # its scratch folder
+        (partial,) = [n for n in left if n.startswith(atomic_save.TEMP_PREFIX)]
+        assert (here / partial / "model.keras").read_bytes() == b"PK half a model"
+        done = subprocess.run([sys.executable, "-m", "keras_rewrite_cli", "convert", "m.keras",
+                               "-o", "out.keras"], cwd=here, env=env, capture_output=True,
+                              text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        assert listing(here) == ["m.keras", "out.keras", "tmp"]
+        assert listing(here / "tmp") == []
+    finally:
+        killed.kill()
+        killed.wait()
 
 
 # --------------------------------------------------------------------------- library misuse

@@ -138,6 +138,116 @@ def test_bad_config(saved, tmp_path, content, fragment):
     expect_error(write_zip(tmp_path / "cfg.keras", entries), fragment)
 
 
+# --------------------------------------------------------------------------- limits
+
+
+def with_config(saved, tmp_path, config, name="limited.keras"):
+    import json
+
+    return write_zip(tmp_path / name, {**saved[1], "config.json": json.dumps(config).encode()})
+
+
+def good_config(saved):
+    import json
+
+    return json.loads(saved[1]["config.json"])
+
+
+def test_the_default_limits_are_far_above_a_real_model(saved):
+    info = io.check_model_file(saved[0], limits=io.FileLimits())
+    assert io.FileLimits() == io.FileLimits(64, 100, 50_000)
+    assert info.layers == [("x", "InputLayer"), ("conv", "Conv2D"), ("drop", "Dropout")]
+
+
+def test_a_config_over_the_size_limit_is_refused_before_it_is_read(saved, tmp_path,
+                                                                    monkeypatch):
+    config = {**good_config(saved), "ignored_by_keras": "x" * (3 << 20)}  # 3 MiB
+    path = with_config(saved, tmp_path, config)
+
+    def no_reading(*args, **kwargs):
+        raise AssertionError("read the archive's entries")
+
+    monkeypatch.setattr(zipfile.ZipFile, "testzip", no_reading)
+    monkeypatch.setattr(zipfile.ZipFile, "read", no_reading)
+    monkeypatch.setattr(keras.saving, "load_model", no_reading)
+    message = expect_error(path, "its config.json is 3.0 MiB (3,1", " bytes); expected at most "
+                           "2 MiB", "raise it with limits=FileLimits(max_config_mb=N) if you "
+                           "trust this file", limits=io.FileLimits(max_config_mb=2))
+    with pytest.raises(ModelFileError) as info:
+        io.load_model(path, limits=io.FileLimits(max_config_mb=2))  # Keras is never called
+    assert str(info.value) == message
+    monkeypatch.undo()
+    assert io.check_model_file(path, limits=io.FileLimits(max_config_mb=4)).layers
+
+
+def test_a_config_larger_than_its_archive_declares_is_refused(saved, tmp_path):
+    import json
+
+    config = json.dumps({**good_config(saved), "pad": "x" * 5000}).encode()
+    path = write_zip(tmp_path / "lies.keras", {**saved[1], "config.json": config})
+    data = bytearray(path.read_bytes())
+    # Declare 100 bytes, in the local header and the central directory (uncompressed size).
+    for header, offset in ((b"PK\x03\x04", 22), (b"PK\x01\x02", 24)):
+        at = data.find(header)
+        while at != -1:
+            name_at = at + (30 if header == b"PK\x03\x04" else 46)
+            if data[name_at:name_at + 11] == b"config.json":
+                data[at + offset:at + offset + 4] = (100).to_bytes(4, "little")
+            at = data.find(header, at + 4)
+    path.write_bytes(bytes(data))
+    expect_error(path, "corrupted", limits=io.FileLimits(max_config_mb=0.001))
+
+
+def test_a_config_nested_past_the_depth_limit_is_refused(saved, tmp_path):
+    assert io.json_depth(saved[1]["config.json"]) == 10  # the model's own config
+    config = {**good_config(saved), "deep": [[[[[[[[[[[[1]]]]]]]]]]]]}  # 1 + 12 levels
+    path = with_config(saved, tmp_path, config)
+    expect_error(path, "its config.json is nested 13 levels deep; expected at most 12",
+                 "raise it with limits=FileLimits(max_config_depth=N)",
+                 limits=io.FileLimits(max_config_depth=12))
+    assert io.check_model_file(path, limits=io.FileLimits(max_config_depth=13)).config
+
+
+def test_a_config_with_more_layers_than_the_limit_is_refused(saved, tmp_path):
+    config = good_config(saved)
+    nested = {"class_name": "Sequential", "config": {"layers": [
+        {"class_name": "ReLU", "config": {}}, {"class_name": "ReLU", "config": {}}]}}
+    config["config"]["layers"].append(nested)  # nested layers count too: 3 + 1 + 2
+    path = with_config(saved, tmp_path, config)
+    expect_error(path, "its config.json holds 6 layers; expected at most 5",
+                 "raise it with limits=FileLimits(max_layers=N)",
+                 limits=io.FileLimits(max_layers=5))
+    assert io.check_model_file(path, limits=io.FileLimits(max_layers=6)).config
+
+
+@pytest.mark.parametrize("text, depth", [
+    ('{}', 1), ('[]', 1), ('"[[{"', 0), (r'["\\", ["\\\"[", {}]]', 3),
+    (r'{"a\\": "\\\\", "b": [[["]"]]]}', 4), ('[' * 900 + ']' * 900, 900),
+], ids=["object", "array", "brackets in a string", "escaped quotes", "escaped backslashes",
+        "deep"])
+def test_json_depth_reads_strings_and_escapes(text, depth):
+    import json
+
+    json.loads(text)  # each is valid JSON
+    assert io.json_depth(text) == depth == io.json_depth(text.encode())
+    assert io.json_depth("[" * 5000 + "]" * 5000) == 5000  # deeper than json.loads can go
+
+
+def test_json_depth_across_its_steps_and_in_little_memory():
+    import tracemalloc
+
+    text = '{"a": "' + "[" * (io._CHUNK - 7) + '", "b": [[1]], "c": "' + "]" * 10 + '"}'
+    assert io.json_depth(text) == 3  # a string running over a step's end
+    data = ('{"k": "' + "x" * (32 << 20) + '"}').encode()  # 32 MiB in one string
+    tracemalloc.start()
+    try:
+        assert io.json_depth(data) == 1
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 16 << 20  # the backtracking regex it replaced held ~130 bytes per byte
+
+
 def test_wrong_suffix(saved, tmp_path):
     path = tmp_path / "model.zip"
     path.write_bytes(saved[0].read_bytes())
