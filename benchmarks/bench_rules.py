@@ -20,8 +20,8 @@ import time
 import keras_rewrite  # quiets TensorFlow before it loads
 from keras import layers
 from keras_rewrite import to_graph
-from keras_rewrite.rules import L, Rule
-from keras_rewrite.view import View
+from keras_rewrite.passes.rules import L, Rule
+from keras_rewrite.graph.view import View
 
 sys.path.insert(0, __file__.rsplit("/", 2)[0] + "/tests")
 from helpers import conv_chain  # noqa: E402

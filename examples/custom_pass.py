@@ -12,7 +12,7 @@ question 001), whose activations are `Activation("relu")` layers (a conv's fused
 """
 import keras_rewrite  # first: it quiets TensorFlow's start-up logs, which must precede keras
 from keras import layers
-from keras_rewrite.rules import L, Rule
+from keras_rewrite.passes.rules import L, Rule
 from seed_models import build_cnn
 
 

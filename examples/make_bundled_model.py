@@ -4,7 +4,7 @@
 
 - ``seed_unet.keras``: the seed U-Net (seed_models.build_unet) at 64x64x3, compiled as its
   asker compiled it. Its input scaling calls the registered function
-  `keras_rewrite.demo_layers.divide_by_255` instead of the seed's ``lambda x: x / 255``, so
+  `keras_rewrite.files.demo_layers.divide_by_255` instead of the seed's ``lambda x: x / 255``, so
   the file loads with ``safe_mode=True``. Only the L2 pass has something to do in it.
 - ``seed_cnn.keras``: the second seed's CNN in the order its asker proposed and the answer
   advises against (cnn_spatial_dropout.build_proposed_cnn: Conv -> Dropout -> BatchNorm ->
@@ -31,7 +31,7 @@ import keras_rewrite  # noqa: F401  (quiets TensorFlow before it loads)
 import keras
 
 from cnn_spatial_dropout import build_proposed_cnn
-from keras_rewrite.demo_layers import divide_by_255
+from keras_rewrite.files.demo_layers import divide_by_255
 from seed_models import build_unet
 
 SEED = 0

@@ -2,7 +2,7 @@
 
 Data are generated (nothing is downloaded): 16×16 RGB images whose class is which colour
 channel is brightest. The script trains the CNN, deletes the 30 % of each conv layer's filters
-with the smallest L1 norm (`keras_rewrite.surgery`: the next layer's kernel loses the matching
+with the smallest L1 norm (`keras_rewrite.surgery.channels`: the next layer's kernel loses the matching
 input rows, BatchNormalization its statistics), and prints parameters and accuracy before,
 right after pruning, and after one epoch of fine-tuning.
 

@@ -2,48 +2,72 @@
 
     >>> import keras_rewrite
     >>> new_model = keras_rewrite.rewrite(model, passes=["l2", "spatial_dropout"])  # doctest: +SKIP
+
+Importing the package costs nothing: each public name is imported on first use (PEP 562), and
+Keras is not imported until then. Once Keras is imported (by anyone), `RewrittenFunctional` is
+registered, so files holding one load with ``keras.saving.load_model``.
+
+The layers, each a folder, arrows pointing down: the faces (`api`, `conversion`, `callback`,
+`cli`) use `surgery` and `analysis`, which use `rebuild` and `verify`, which use `passes`, which
+use `graph`; everything may use `_keras` (the one module touching Keras internals), `errors`
+and `report`; `files` (model files) uses `errors` only.
 """
 import sys as _sys
 
 if _sys.argv[:1] == ["-m"]:  # `python -m keras_rewrite`: runpy imports this package first, so
     # the current folder (first on sys.path for -m) must go before Keras is imported, or a
     # `keras/` folder there would run in its place.
-    from keras_rewrite_cli.entry import safe_sys_path as _safe_sys_path
+    from keras_rewrite.cli.entry import safe_sys_path as _safe_sys_path
 
     _safe_sys_path(_sys.argv[1:])
-from . import _quiet  # noqa: F401,E402  (must precede the first TensorFlow import)
-from .api import RewriteResult, rewrite, rewrite_with_report
-from .conversion import ConversionReport, convert_file  # noqa: F401  (file -> checked file)
-from .errors import (GraphError, PassError, RebuildError, RewriteError, ShapeMismatchError,
-                     UnsupportedModelError, WeightTransferError)
-from .functional import RewrittenFunctional  # registered: files holding it load
-from .graph import LayerSpec, Slot, to_graph, validate
-# Imported eagerly, not lazily: importing the submodule keras_rewrite.lint binds the package
-# attribute `lint` to that module, which would shadow a lazily exported `lint` function.
-from .lint import Finding, lint
-from .model_diff import ModelDiff, diff_models  # noqa: F401  (what changed, layer by layer)
-from .rebuild import to_model
-from .report import Change, PassResult, Report
-from . import surgery  # noqa: F401  (keras_rewrite.surgery: delete_channels, ...)
-from .rules import L, Node, Refusal, Rule, View  # noqa: F401  (write your own pass)
+from keras_rewrite import _quiet  # noqa: F401,E402  (before the first TensorFlow import)
+from keras_rewrite._import_hooks import on_import as _on_import  # noqa: E402
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
-_LAZY = {"RewriteCallback": ".callback"}
+# public name -> the module defining it, imported on first use
+_PUBLIC = {
+    "rewrite": "api", "rewrite_with_report": "api", "RewriteResult": "api",
+    "convert_file": "conversion", "ConversionReport": "conversion",
+    "RewriteCallback": "callback",
+    "RewriteError": "errors", "UnsupportedModelError": "errors", "GraphError": "errors",
+    "PassError": "errors", "RebuildError": "errors", "WeightTransferError": "errors",
+    "ShapeMismatchError": "errors", "FidelityError": "errors",
+    "Report": "report", "PassResult": "report", "Change": "report",
+    "LayerSpec": "graph", "Slot": "graph", "to_graph": "graph", "validate": "graph",
+    "View": "graph", "Node": "graph",
+    "L": "passes.rules", "Rule": "passes.rules", "Refusal": "passes.rules",
+    "to_model": "rebuild", "RewrittenFunctional": "rebuild.rewritten_model",
+    "lint": "analysis.lint", "Finding": "analysis.lint",
+    "diff_models": "analysis.diff", "ModelDiff": "analysis.diff",
+}
+# sub-packages reachable as attributes (`keras_rewrite.surgery.delete_channels`)
+_SUBPACKAGES = {"surgery", "passes", "graph", "rebuild", "verify", "analysis", "files", "cli",
+                "api", "conversion", "callback", "errors", "report"}
 
 
 def __getattr__(name):
-    # Imported on first use, so `import keras_rewrite` stays light.
-    if name in _LAZY:
-        import importlib
+    import importlib
 
-        return getattr(importlib.import_module(_LAZY[name], __name__), name)
+    if name in _PUBLIC:
+        value = getattr(importlib.import_module(f"{__name__}.{_PUBLIC[name]}"), name)
+        globals()[name] = value
+        return value
+    if name in _SUBPACKAGES:
+        return importlib.import_module(f"{__name__}.{name}")
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = [
-    "rewrite", "rewrite_with_report", "RewriteResult", "to_graph", "to_model", "validate",
-    "LayerSpec", "Slot", "Report", "PassResult", "Change", "RewriteError", "UnsupportedModelError",
-    "GraphError", "PassError", "RebuildError", "WeightTransferError", "ShapeMismatchError",
-    "lint", "Finding", "RewriteCallback", "RewrittenFunctional", "diff_models", "ModelDiff",
-]
+def __dir__():
+    return sorted(set(globals()) | set(_PUBLIC) | _SUBPACKAGES)
+
+
+def _register_saved_classes():
+    # Files holding a RewrittenFunctional name it by its registered name, which Keras looks up
+    # among registered objects only; `api` registers it and the recipe loader it needs.
+    import keras_rewrite.api  # noqa: F401
+
+
+_on_import("keras", after=_register_saved_classes)
+
+__all__ = sorted(_PUBLIC)

@@ -24,7 +24,7 @@ import types
 import keras
 from keras.src.models.functional import Functional
 
-from .errors import UnsupportedModelError
+from keras_rewrite.errors import UnsupportedModelError
 
 Layer = keras.layers.Layer
 Operation = keras.Operation
@@ -409,7 +409,7 @@ def snapshot_live_state(model):
 
 def mark_moved(model, new_name) -> None:
     """Make calling `model` (whose variables moved into model `new_name`) a clear error."""
-    from .errors import RewriteError
+    from keras_rewrite.errors import RewriteError
 
     def moved(*args, **kwargs):
         raise RewriteError(

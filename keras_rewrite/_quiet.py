@@ -5,14 +5,18 @@ Defaults only, so a user who asks for TensorFlow's logs still gets them. Some no
 stub's "Could not find cuda drivers") are printed before logging starts and ignore every
 variable; for those, file descriptor 2 points at /dev/null while TensorFlow is imported, and
 is restored right after (Python exceptions raised by the import still reach the caller).
-This happens on every backend where TensorFlow is installed: on JAX, Keras imports
-TensorFlow itself later (for its data pipeline in `fit`), and the notices would appear then.
+This module does not import TensorFlow: it hooks the first import of TensorFlow or Keras
+(`_import_hooks`), whoever makes it, so importing keras_rewrite stays free. This happens on
+every backend where TensorFlow is installed: on JAX, Keras imports TensorFlow itself later (for
+its data pipeline in `fit`), and the notices would appear then.
 Set KERAS_REWRITE_TF_LOGS=1 to see everything.
 """
-import importlib.util
+import contextlib
 import logging
 import os
 import sys
+
+from keras_rewrite._import_hooks import on_import
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 _SHOW = os.environ.get("KERAS_REWRITE_TF_LOGS") == "1"
@@ -25,25 +29,32 @@ if not _SHOW:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
-def _import_backend_quietly():
-    if _SHOW or "tensorflow" in sys.modules or importlib.util.find_spec("tensorflow") is None:
+@contextlib.contextmanager
+def _stderr_to_devnull():
+    if "tensorflow" in sys.modules:  # already loaded: nothing left to hide
+        yield
         return
     try:
         sys.stderr.flush()
         saved = os.dup(2)
     except (OSError, ValueError):  # no real fd 2 (some embedded interpreters)
+        yield
         return
     devnull = os.open(os.devnull, os.O_WRONLY)
     try:
         os.dup2(devnull, 2)
-        import tensorflow  # noqa: F401
+        yield
     finally:
         os.dup2(saved, 2)
         os.close(saved)
         os.close(devnull)
 
 
-_import_backend_quietly()
-if not _SHOW:
+def _quiet_loggers():
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
     logging.getLogger("absl").setLevel(logging.ERROR)
+
+
+if not _SHOW:
+    for _name in ("tensorflow", "keras"):  # Keras imports TensorFlow inside its own import
+        on_import(_name, around=_stderr_to_devnull, after=_quiet_loggers)

@@ -14,10 +14,10 @@ import weakref
 
 import keras
 
-from . import _keras
-from .errors import PassError
-from .passes import resolve_passes
-from .passes.base import pass_name
+from keras_rewrite import _keras
+from keras_rewrite.errors import PassError
+from keras_rewrite.passes import resolve_passes
+from keras_rewrite.passes.base import pass_name
 
 __all__ = ["RewriteCallback"]
 

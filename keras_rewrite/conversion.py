@@ -4,11 +4,11 @@ What ``keras-rewrite convert`` does, for Python users (the command line is a fac
 
 1. check the destination can be written (before the slow part);
 2. check the source file without running any of it, then load it with ``safe_mode``
-   (`keras_rewrite.model_files`);
+   (`keras_rewrite.files.model_files`);
 3. rewrite it (`keras_rewrite.rewrite_with_report`);
 4. predict the original and the rewritten model on one random batch (the report's largest
-   difference; `keras_rewrite.verify`);
-5. save atomically (`keras_rewrite.atomic_save`): a temporary file next to the destination,
+   difference; `keras_rewrite.verify.same_model`);
+5. save atomically (`keras_rewrite.files.atomic_save`): a temporary file next to the destination,
    reloaded once and compared with the rewritten model (`verify.compare_models`: layers,
    regularizers at any depth, dtype policies, activations, weight hashes, predictions reusing
    step 4's), and only then given its name; exclusively unless ``overwrite``.
@@ -26,12 +26,14 @@ import dataclasses
 import os
 import time
 
-from . import atomic_save, model_files, verify
-from .atomic_save import OutputError
-from .error_text import first_paragraph, layer_in_traceback, show_path
-from .errors import RewriteError
-from .model_files import ModelFileError
-from .report import Report
+from keras_rewrite.files import atomic_save
+from keras_rewrite.files import model_files
+from keras_rewrite.verify import predictions, same_model as verify
+from keras_rewrite.files.atomic_save import OutputError
+from keras_rewrite.errors import first_paragraph, layer_in_traceback, show_path
+from keras_rewrite.errors import RewriteError
+from keras_rewrite.files.model_files import ModelFileError
+from keras_rewrite.report import Report
 
 __all__ = ["convert_file", "ConversionReport", "ConversionError", "BATCH_SIZE", "BUG_HINT"]
 
@@ -138,7 +140,7 @@ def convert_file(src, dst, passes, *, check: bool = True, safe_mode: bool = True
             before anything is written (the command line draws its picture there); if it
             raises, nothing is written.
         label: how to name `src` in messages (default: `src`).
-        limits: a `keras_rewrite.model_files.FileLimits`: what may be read of `src` (and of
+        limits: a `keras_rewrite.files.model_files.FileLimits`: what may be read of `src` (and of
             the written file, when reloaded) before Keras does; default `FileLimits()`.
 
     Returns:
@@ -157,7 +159,7 @@ def convert_file(src, dst, passes, *, check: bool = True, safe_mode: bool = True
         ...                                     ["l2", "reorder"])  # doctest: +SKIP
         >>> print(report.outputs, report.max_abs_difference)  # doctest: +SKIP
     """
-    from .api import rewrite_with_report
+    from keras_rewrite.api import rewrite_with_report
 
     label = label or str(src)
     timings = {}
@@ -188,20 +190,20 @@ def convert_file(src, dst, passes, *, check: bool = True, safe_mode: bool = True
 
         started = time.perf_counter()
         try:
-            x, original_outputs = verify.sample_batch(model, batch=BATCH_SIZE)
+            x, original_outputs = predictions.sample_batch(model, batch=BATCH_SIZE)
         except Exception as exc:
             raise _unexpected(label, "rewrite", "while predicting the input model on a random "
                               "batch", exc) from exc
         try:
             try:
-                expected = verify.predict(new_model, x)
-                diff = verify.max_abs_difference(original_outputs, expected)
+                expected = predictions.predict(new_model, x)
+                diff = predictions.max_abs_difference(original_outputs, expected)
             except Exception:
                 if _input_shapes(new_model) == _input_shapes(model):
                     raise
                 # A new input shape (SetInputShape) the original's batch does not fit: the
                 # two cannot be compared; the reload check uses a batch of the new shape.
-                x, expected = verify.sample_batch(new_model, batch=BATCH_SIZE)
+                x, expected = predictions.sample_batch(new_model, batch=BATCH_SIZE)
                 diff = float("nan")
         except Exception as exc:
             raise _unexpected(label, "rewrite", "while predicting the rewritten model on a "

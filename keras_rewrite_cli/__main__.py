@@ -1,5 +1,5 @@
 """`python -m keras_rewrite_cli ...`: the command line without importing keras_rewrite first."""
-from .entry import run
+from keras_rewrite.cli.entry import run
 
 if __name__ == "__main__":
     run()

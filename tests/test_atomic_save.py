@@ -1,4 +1,4 @@
-"""keras_rewrite.atomic_save: complete files or none, exclusive names, nothing left behind."""
+"""keras_rewrite.files.atomic_save: complete files or none, exclusive names, nothing left behind."""
 import os
 import pathlib
 import stat
@@ -6,9 +6,9 @@ import zipfile
 
 import pytest
 
-from keras_rewrite import atomic_save
-from keras_rewrite.atomic_save import OutputError
-from keras_rewrite.model_files import load_model
+from keras_rewrite.files import atomic_save
+from keras_rewrite.files.atomic_save import OutputError
+from keras_rewrite.files.model_files import load_model
 from keras_rewrite.verify import max_abs_difference, predict, random_batch
 from helpers import tiny_model
 

@@ -235,7 +235,7 @@ def test_rewrites_in_threads_overlap_and_leave_the_callers_recursion_limit(monke
     import threading
 
     from helpers import conv_chain
-    from keras_rewrite import rebuild
+    from keras_rewrite.rebuild import rebuilder as rebuild
 
     models = [conv_chain(blocks) for blocks in (1, 2, 3, 4)]  # different needs
     barrier = threading.Barrier(len(models), timeout=60)

@@ -13,7 +13,8 @@ import pytest
 from keras import layers
 
 import keras_rewrite
-from keras_rewrite_cli import entry, status
+from keras_rewrite.cli import entry
+from keras_rewrite.cli import status
 
 ERROR = "keras-rewrite: error: "
 SVG = "{http://www.w3.org/2000/svg}"

@@ -5,10 +5,10 @@ import pytest
 from keras import layers
 
 import keras_rewrite
-from keras_rewrite.edit import inline_model, insert_after, remove_node
+from keras_rewrite.graph.edit import inline_model, insert_after, remove_node
 from keras_rewrite.errors import GraphError
-from keras_rewrite.rebuild import to_model
-from keras_rewrite.graph import LayerSpec, Slot, fresh_name, to_graph, validate
+from keras_rewrite.rebuild.rebuilder import to_model
+from keras_rewrite.graph.schema import LayerSpec, Slot, fresh_name, to_graph, validate
 from helpers import chain_model, edges_into, random_inputs, split_model
 
 

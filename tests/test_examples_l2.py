@@ -39,7 +39,7 @@ def test_unet_l2_penalty_is_the_formula(capsys):
 def test_custom_pass_is_a_rule_of_at_most_eight_lines():
     source = inspect.getsource(custom_pass.ReluToLeaky).rstrip("\n").splitlines()
     assert len(source) <= 8, "\n".join(source)
-    assert issubclass(custom_pass.ReluToLeaky, keras_rewrite.rules.Rule)
+    assert issubclass(custom_pass.ReluToLeaky, keras_rewrite.passes.rules.Rule)
 
 
 def test_custom_pass_turns_every_relu_into_leaky_relu_and_keeps_the_rest(capsys):

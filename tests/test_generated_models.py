@@ -18,7 +18,7 @@ from keras import layers
 import keras_rewrite
 from helpers import (all_layers, assert_identical_copy, assert_same_predictions,
                      model_fingerprint, predict, random_inputs)
-from keras_rewrite.graph import iter_graphs, to_graph, validate
+from keras_rewrite.graph.schema import iter_graphs, to_graph, validate
 from keras_rewrite.passes import ReorderBlocks
 import strategies
 from strategies import ANCHORS, CATEGORY, build, model_specs, orders

@@ -5,7 +5,7 @@ import pytest
 from keras import layers
 
 import keras_rewrite
-from keras_rewrite.graph import Slot, iter_layer_nodes, topological_order
+from keras_rewrite.graph.schema import Slot, iter_layer_nodes, topological_order
 
 
 def small_model():

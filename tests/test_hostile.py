@@ -17,9 +17,12 @@ import pytest
 from keras import layers
 
 import keras_rewrite
-from keras_rewrite import atomic_save, conversion, model_files
+from keras_rewrite import conversion
+from keras_rewrite.files import atomic_save
+from keras_rewrite.files import model_files
 from keras_rewrite.errors import RewriteError
-from keras_rewrite_cli import entry, status
+from keras_rewrite.cli import entry
+from keras_rewrite.cli import status
 
 ERROR = "keras-rewrite: error: "
 
@@ -199,7 +202,7 @@ def test_a_file_past_a_limit_is_exit_3_naming_the_limit_and_its_flag(here, capsy
 
 
 def test_the_command_lines_limits_are_the_librarys():
-    from keras_rewrite_cli import arguments
+    from keras_rewrite.cli import arguments
 
     assert model_files.FileLimits(**arguments.LIMIT_DEFAULTS) == model_files.FileLimits()
     assert set(arguments.LIMIT_FLAGS) == set(model_files.LIMIT_HINTS)
@@ -405,7 +408,7 @@ SIGNAL_SCRIPT = textwrap.dedent("""\
         os.kill(os.getpid(), signal.{name})   # at the worst moment: written, not yet checked
     keras.Model.save = save
     sys.argv = ["keras-rewrite", "convert", "m.keras", "-o", "out.keras"]
-    from keras_rewrite_cli.entry import run
+    from keras_rewrite.cli.entry import run
     run()
 """)
 
@@ -432,7 +435,7 @@ KILLED_SCRIPT = textwrap.dedent("""\
         time.sleep(600)  # killed here, mid-write
     keras.Model.save = save
     sys.argv = ["keras-rewrite", "convert", "m.keras", "-o", "out.keras"]
-    from keras_rewrite_cli.entry import run
+    from keras_rewrite.cli.entry import run
     run()
 """)
 

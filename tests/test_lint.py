@@ -9,12 +9,12 @@ import importlib
 
 import keras_rewrite
 from keras_rewrite.errors import RewriteError
-from keras_rewrite.lint import (FIX_ORDER, RULES, Finding, LintReport, fix_plan, lint,
+from keras_rewrite.analysis.lint.checker import (FIX_ORDER, RULES, Finding, LintReport, fix_plan, lint,
                                 lint_graph)
 from keras_rewrite.passes import registry
 from seed_models import build_cnn, build_unet
 
-lint_module = importlib.import_module("keras_rewrite.lint")  # the package's `lint` is the function
+lint_module = importlib.import_module("keras_rewrite.analysis.lint.checker")  # the package's `lint` is the function
 
 L2 = keras.regularizers.L2(1e-4)
 
@@ -522,7 +522,7 @@ needs_tf = pytest.mark.skipif(keras.backend.backend() != "tensorflow",
 
 
 def cli(argv, capsys, cwd, monkeypatch):
-    from keras_rewrite_cli import entry
+    from keras_rewrite.cli import entry
 
     monkeypatch.chdir(cwd)
     code = entry.main([str(a) for a in argv])

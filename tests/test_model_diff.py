@@ -7,8 +7,9 @@ import pytest
 from keras import layers
 
 import keras_rewrite
-from keras_rewrite import edit, model_diff
-from keras_rewrite.graph import to_graph
+from keras_rewrite.graph import edit
+from keras_rewrite.analysis import diff as model_diff
+from keras_rewrite.graph.schema import to_graph
 from keras_rewrite.passes.base import run_passes
 from helpers import conv_block, foldable
 
@@ -111,7 +112,7 @@ def test_changed_values_and_shapes():
     assert change.change == "values"
     assert change.max_abs_difference == max_abs(model.get_layer("head").kernel.numpy(), kernel)
 
-    smaller = keras_rewrite.surgery.delete_channels(model, "conv", [1])
+    smaller = keras_rewrite.surgery.channels.delete_channels(model, "conv", [1])
     diff = keras_rewrite.diff_models(model, smaller)
     conv = diff.by_id()["conv"]
     assert "config" in conv.kinds and ("filters", 4, 3) in [(c.key, c.old, c.new)

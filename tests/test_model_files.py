@@ -1,4 +1,4 @@
-"""keras_rewrite.model_files: file checks with precise errors, safe loading, custom objects."""
+"""keras_rewrite.files.model_files: file checks with precise errors, safe loading, custom objects."""
 import os
 import pathlib
 import stat
@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 from keras import layers
 
-from keras_rewrite import model_files as io
-from keras_rewrite.model_files import CustomObjectsError, ModelFileError
+from keras_rewrite.files import model_files as io
+from keras_rewrite.files.model_files import CustomObjectsError, ModelFileError
 from keras_rewrite.verify import predict
 from helpers import tiny_model
 
-BUNDLED = pathlib.Path(io.__file__).parent / "data" / "seed_unet.keras"
+BUNDLED = pathlib.Path(io.__file__).parent.parent / "data" / "seed_unet.keras"
 
 
 @pytest.fixture(scope="module")

@@ -105,10 +105,10 @@ def test_listing_the_passes_imports_neither_keras_nor_tensorflow():
     """`keras-rewrite passes` in a fresh interpreter: the same table, no Keras loaded."""
     root = str(pathlib.Path(__file__).resolve().parent.parent)
     script = ("import sys\n"
-              "from keras_rewrite_cli.entry import main\n"
+              "from keras_rewrite.cli.entry import main\n"
               "code = main(['passes'])\n"
               "heavy = sorted(m for m in sys.modules if m.split('.')[0] in "
-              "('keras', 'tensorflow', 'keras_rewrite', 'jax', 'numpy'))\n"
+              "('keras', 'tensorflow', 'jax', 'numpy', 'networkx'))\n"
               "print('HEAVY', heavy, code)\n")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
         [root, *filter(None, [os.environ.get("PYTHONPATH")])])}
@@ -138,7 +138,7 @@ def test_a_module_the_reader_cannot_follow_is_imported_instead(monkeypatch):
 
 
 PASS_MODULE = '''
-from ..rules import Rule
+from .rules import Rule
 from .base import Pass as BasePass
 
 DEFAULT = ("a", "b")
@@ -175,7 +175,7 @@ def fake_package(tmp_path, monkeypatch):
     real = pathlib.Path(registry.__file__).resolve().parent.parent
     package = tmp_path / "keras_rewrite"
     (package / "passes").mkdir(parents=True)
-    for name in ("__init__.py", "rules.py", "passes/__init__.py", "passes/base.py"):
+    for name in ("__init__.py", "passes/rules.py", "passes/__init__.py", "passes/base.py"):
         (package / name).write_text((real / name).read_text())
     monkeypatch.setattr(registry, "_ROOT", tmp_path)
     monkeypatch.setattr(registry, "_HERE", package / "passes")

@@ -5,7 +5,7 @@ import pytest
 from keras import layers
 
 import keras_rewrite
-from keras_rewrite.graph import to_graph, validate
+from keras_rewrite.graph.schema import to_graph, validate
 from keras_rewrite.passes import ReorderBlocks
 from keras_rewrite.passes.reorder import find_blocks
 from helpers import predict, random_inputs

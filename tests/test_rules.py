@@ -1,4 +1,4 @@
-"""keras_rewrite.rules: pattern + check + rewrite, as a pass and as a dry run."""
+"""keras_rewrite.passes.rules: pattern + check + rewrite, as a pass and as a dry run."""
 import keras
 import numpy as np
 import pytest
@@ -6,8 +6,8 @@ from keras import layers
 
 import keras_rewrite
 from keras_rewrite import to_graph, validate
-from keras_rewrite.rules import L, Refusal, Rule, X
-from keras_rewrite.view import View
+from keras_rewrite.passes.rules import L, Refusal, Rule, X
+from keras_rewrite.graph.view import View
 
 from helpers import conv_chain
 

@@ -218,7 +218,7 @@ def test_no_shape_is_an_error_saying_what_to_give():
 
 
 def test_the_config_round_trips_through_json_and_the_command_line_syntax():
-    from keras_rewrite_cli import pass_options
+    from keras_rewrite.cli import pass_options
 
     for shape in [(None, None, 3), {"seq": (None, 3), "meta": [4]}]:
         p = passes.SetInputShape(shape)

@@ -1,5 +1,5 @@
 """State beyond the graph: quantized, LoRA and partly frozen models come back as they were, or
-the rewrite raises `FidelityError` naming the layer (keras_rewrite.fidelity)."""
+the rewrite raises `FidelityError` naming the layer (keras_rewrite.verify.fidelity)."""
 import keras
 import numpy as np
 import pytest
@@ -167,7 +167,8 @@ def test_a_layer_that_cannot_be_carried_faithfully_is_a_fidelity_error_naming_it
 
 
 def test_state_difference_names_what_would_be_lost():
-    from keras_rewrite import _keras, fidelity
+    from keras_rewrite import _keras
+    from keras_rewrite.verify import fidelity
 
     a, b = layers.Dense(3), layers.Dense(3)
     a.build((None, 4))

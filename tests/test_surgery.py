@@ -1,4 +1,4 @@
-"""keras_rewrite.surgery: delete_channels through every layer kind, delete/insert/replace layer.
+"""keras_rewrite.surgery.channels: delete_channels through every layer kind, delete/insert/replace layer.
 
 Each delete_channels case checks (1) the pruned weights against `np.delete` of the right axis
 of the original's arrays, (2) predictions against a copy of the original whose consumers of
@@ -12,7 +12,7 @@ from keras import layers as L
 
 import keras_rewrite as kr
 from keras_rewrite import surgery
-from keras_rewrite.surgery import (ChannelIndexError, LayerNotFoundError, SurgeryShapeError,
+from keras_rewrite.surgery.channels import (ChannelIndexError, LayerNotFoundError, SurgeryShapeError,
                                    TiedChannelsError, UnsupportedLayerError)
 
 CHANNEL_LISTS = [[0], [-1], [1, 2]]

@@ -1,4 +1,4 @@
-"""keras_rewrite.verify: every difference a written file can hide is found, with its layer."""
+"""keras_rewrite.verify.same_model: every difference a written file can hide is found, with its layer."""
 import keras
 import numpy as np
 import pytest
@@ -6,8 +6,9 @@ from keras import layers
 
 from keras_rewrite import verify
 from keras_rewrite.errors import RewriteError
-from keras_rewrite.verify import (FALLBACK_WORDS, ModelMismatchError, compare_models,
-                                  max_abs_difference, predict, random_batch, sample_batch)
+from keras_rewrite.verify import ModelMismatchError, compare_models
+from keras_rewrite.verify.predictions import (FALLBACK_WORDS, max_abs_difference, predict,
+                                              random_batch, sample_batch)
 
 
 def dense_model(l2=1e-4, dtype=None, names=("a", "b")):

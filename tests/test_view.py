@@ -1,4 +1,4 @@
-"""keras_rewrite.view: nodes you can hold, and edits that keep the graph valid."""
+"""keras_rewrite.graph.view: nodes you can hold, and edits that keep the graph valid."""
 import keras
 import numpy as np
 import pytest
@@ -7,7 +7,7 @@ from keras import layers
 import keras_rewrite
 from keras_rewrite import GraphError, to_graph, validate
 from keras_rewrite.passes import PassResult
-from keras_rewrite.view import View
+from keras_rewrite.graph.view import View
 from helpers import chain_model, edges_into, random_inputs, split_model
 
 
@@ -241,9 +241,9 @@ def test_replace_run_permuting_refusals_leave_the_graph_alone():
         permute(g, ["drop", "bn"], ["bn", "relu"])
     with pytest.raises(keras_rewrite.GraphError, match="expected its input to come from 'drop', "
                                                        "received it from 'bn'"):
-        keras_rewrite.edit.check_linear_run(g, ["drop", "relu"])
+        keras_rewrite.graph.edit.check_linear_run(g, ["drop", "relu"])
     with pytest.raises(keras_rewrite.GraphError, match="distinct"):
-        keras_rewrite.edit.check_linear_run(g, ["drop", "drop"])
+        keras_rewrite.graph.edit.check_linear_run(g, ["drop", "drop"])
     with pytest.raises(keras_rewrite.GraphError, match="kind 'output'"):
         permute(g, ["head", "output:0"], ["output:0", "head"])
     assert sorted(g.edges(data="slot")) == before

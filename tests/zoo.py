@@ -1343,8 +1343,8 @@ def check_fit(name):
 
 
 def run_cli(argv):
-    """keras_rewrite.cli.main in this process: (exit code, stdout, stderr)."""
-    from keras_rewrite import cli
+    """keras_rewrite.cli.entry.main in this process: (exit code, stdout, stderr)."""
+    from keras_rewrite.cli import entry as cli
 
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):

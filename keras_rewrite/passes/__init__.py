@@ -6,8 +6,7 @@ group ``keras_rewrite.passes``). Built in: see ``python -m keras_rewrite.passes.
 """
 from __future__ import annotations
 
-from ..errors import PassError
-from .base import Change, Pass, PassResult, run_passes
+from keras_rewrite.errors import PassError
 
 __all__ = ["Pass", "PassResult", "Change", "run_passes", "resolve_passes", "serialize_passes",
            "deserialize_passes",
@@ -16,10 +15,20 @@ __all__ = ["Pass", "PassResult", "Change", "run_passes", "resolve_passes", "seri
            "SetDtypePolicy"]
 
 
+_BASE = {"Pass", "PassResult", "Change", "run_passes"}
+
+
 def __getattr__(name):
-    # Pass classes (`passes.L2Regularization`) and `SHORT_NAMES` come from the registry, on
-    # first use: importing this package stays light.
-    from .registry import passes
+    # `Pass`, `run_passes`, the pass classes (`passes.L2Regularization`) and `SHORT_NAMES` come
+    # on first use: importing this package (and its registry) does not load Keras.
+    if name in _BASE:
+        from keras_rewrite.passes import base
+
+        return getattr(base, name)
+    if not name[:1].isupper():  # a submodule (`from keras_rewrite.passes import registry`
+        # asks here first) or a dunder: not a pass class, import nothing
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from keras_rewrite.passes.registry import passes
 
     if name == "SHORT_NAMES":
         return {short: cls.__name__ for short, cls in passes().items()}
@@ -60,7 +69,7 @@ def resolve_passes(passes):
 
 
 def _registered() -> dict:
-    from .registry import passes
+    from keras_rewrite.passes.registry import passes
 
     return passes()
 
@@ -68,11 +77,13 @@ def _registered() -> dict:
 def serialize_passes(passes) -> list | None:
     """``[{"class": name, "config": {...}}, ...]`` for registered passes, or None if any pass
     cannot be re-created from a config (a function, a pass without `get_config`)."""
+    from keras_rewrite.passes import base
+
     by_class = {cls.__name__: cls for cls in _registered().values()}
     out = []
     for p in passes:
         name = type(p).__name__
-        config = p.get_config() if isinstance(p, Pass) else None
+        config = p.get_config() if isinstance(p, base.Pass) else None
         if by_class.get(name) is not type(p) or config is None:
             return None
         out.append({"class": name, "config": config})

@@ -12,9 +12,9 @@ pass; a plain function works too. A pass edits the graph only: it never builds a
 """
 from __future__ import annotations
 
-from ..errors import GraphError, PassError
-from ..graph import validate
-from ..report import Change, PassResult
+from keras_rewrite.errors import GraphError, PassError
+from keras_rewrite.graph.schema import validate
+from keras_rewrite.report import Change, PassResult
 
 __all__ = ["Pass", "PassResult", "Change", "run_passes"]
 
@@ -42,7 +42,7 @@ class Pass:
         """The arguments that re-create this pass (``type(self)(**config)``), or None.
 
         A built-in pass's config is saved in a file of a rewritten KerasHub model (see
-        `keras_rewrite.functional`), so that loading it can apply the pass again.
+        `keras_rewrite.rebuild.rewritten_model`), so that loading it can apply the pass again.
         """
         return None
 

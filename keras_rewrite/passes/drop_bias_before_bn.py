@@ -19,7 +19,7 @@ Conv1D/2D/3D; the filters of Conv1D/2D/3DTranspose; ``in * depth_multiplier`` ch
 DepthwiseConv1D/2D; the pointwise output of SeparableConv1D/2D), so it subtracts from the BN's
 moving mean channel by channel. Refused, with the reason in the report: a fused non-linear
 activation on the layer (the bias then shifts what the activation sees: it matters), a
-BatchNormalization over another axis than the layer's channels, and, from `keras_rewrite.rules`,
+BatchNormalization over another axis than the layer's channels, and, from `keras_rewrite.passes.rules`,
 the layer's output also used elsewhere (fan-out: the other user sees the bias) or a shared
 layer. ``lint`` reports each match it would rewrite as ``bias-before-bn``.
 """
@@ -28,8 +28,8 @@ from __future__ import annotations
 import numpy as np
 from keras import layers
 
-from ..rules import L, Refusal, Rule
-from .fold_batchnorm import refusal_before_bn
+from keras_rewrite.passes.rules import L, Refusal, Rule
+from keras_rewrite.passes.fold_batchnorm import refusal_before_bn
 
 __all__ = ["DropBiasBeforeBN", "BIASED_KINDS"]
 

@@ -16,7 +16,7 @@ SeparableConv1D/2D            pointwise_kernel[..., c]; the depthwise kernel is 
 A missing bias (``use_bias=False``) is created; a BN without ``scale`` or ``center`` counts
 gamma = 1 or beta = 0. Refused, with the reason in the report, where the fold would not be
 exact: a fused non-linear activation on the layer, a BatchNormalization over another axis than
-the layer's channels, the layer's output also used elsewhere (fan-out; see `keras_rewrite.rules`).
+the layer's channels, the layer's output also used elsewhere (fan-out; see `keras_rewrite.passes.rules`).
 Inference outputs equal the original's up to float32 rounding (not bit for bit).
 """
 from __future__ import annotations
@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 from keras import layers
 
-from ..rules import L, Refusal, Rule
+from keras_rewrite.passes.rules import L, Refusal, Rule
 
 __all__ = ["FoldBatchNorm", "refusal_before_bn"]
 

@@ -52,11 +52,11 @@ from typing import Iterator
 import keras
 from keras import layers
 
-from .. import _keras
-from ..errors import PassError
-from ..graph import to_graph
-from ..view import Node, View
-from .base import Change, Pass, PassResult
+from keras_rewrite import _keras
+from keras_rewrite.errors import PassError
+from keras_rewrite.graph.schema import to_graph
+from keras_rewrite.graph.view import Node, View
+from keras_rewrite.passes.base import Change, Pass, PassResult
 
 __all__ = ["L2Regularization"]
 

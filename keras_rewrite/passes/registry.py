@@ -46,7 +46,7 @@ ENTRY_POINT_GROUP = "keras_rewrite.passes"
 REQUIRED = inspect.Parameter.empty  # the "default" of an option that has none
 _HERE = Path(__file__).resolve().parent
 _ROOT = _HERE.parent.parent  # the folder holding the keras_rewrite package
-_NOT_PASSES = {"base", "registry"}
+_NOT_PASSES = {"base", "registry", "rules"}
 _BASE_PASS = ("keras_rewrite.passes.base", "Pass")
 
 

@@ -20,7 +20,7 @@ exactly one consumer and is not a model output (the run's last tensor may have m
 Classes are matched exactly, not by subclass: a subclass may compute something else, and the
 proofs below are about these layers. A layer of a category missing from `order` ends a run.
 The run is sorted by category into `order`, stably (two activations keep their order), and
-rewired with `keras_rewrite.view.View.replace_run`; every moved node keeps its `LayerSpec`, so
+rewired with `keras_rewrite.graph.view.View.replace_run`; every moved node keeps its `LayerSpec`, so
 its weights (BatchNormalization's moving mean and variance too) travel with it. The pass reads
 the graph and its weights through the view only (`Node.weights`), never a live layer.
 
@@ -98,10 +98,10 @@ import networkx as nx
 import numpy as np
 from keras import layers
 
-from ..errors import PassError
-from ..graph import LayerSpec
-from ..view import Node, View
-from .base import Change, Pass, PassResult
+from keras_rewrite.errors import PassError
+from keras_rewrite.graph.schema import LayerSpec
+from keras_rewrite.graph.view import Node, View
+from keras_rewrite.passes.base import Change, Pass, PassResult
 
 __all__ = ["ReorderBlocks", "Block", "find_blocks", "CATEGORIES", "DEFAULT_ORDER",
            "ANCHOR_CLASSES", "MAX_POOL_CLASSES", "AVG_POOL_CLASSES", "category_of", "is_anchor"]
@@ -231,7 +231,7 @@ def find_blocks(graph: nx.MultiDiGraph, order=DEFAULT_ORDER,
                 split_fused_activation: bool = True, *, view: View | None = None) -> list[Block]:
     """Every block in `graph` and its nested models' graphs, without changing anything.
 
-    Blocks already in order are included (``needs_change`` False). `keras_rewrite.lint`
+    Blocks already in order are included (``needs_change`` False). `keras_rewrite.analysis.lint.checker`
     uses this to say which findings the pass fixes. `view`: a `View` of `graph` to reuse.
     """
     order = check_order(order)

@@ -41,10 +41,10 @@ import difflib
 import keras
 from keras import layers
 
-from ..errors import PassError
-from ..report import Change, PassResult
-from ..rules import L, Refusal, Rule
-from ..view import View
+from keras_rewrite.errors import PassError
+from keras_rewrite.report import Change, PassResult
+from keras_rewrite.passes.rules import L, Refusal, Rule
+from keras_rewrite.graph.view import View
 
 __all__ = ["ReplaceActivation"]
 

@@ -58,9 +58,9 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from ..errors import PassError
-from ..view import View
-from .base import Change, Pass, PassResult
+from keras_rewrite.errors import PassError
+from keras_rewrite.graph.view import View
+from keras_rewrite.passes.base import Change, Pass, PassResult
 
 __all__ = ["SetDtypePolicy", "POLICIES"]
 

@@ -19,7 +19,7 @@ What the pass does, on the graph only:
 - the graph attribute ``weights_must_fit`` names this pass: a layer whose weights would change
   shape (Dense after Flatten) is an error naming it, the input shape it would receive and
   from which layer, and the shape it was built for, never a layer that silently starts
-  afresh (see `keras_rewrite.rebuild`). A layer whose config fixes a shape (Reshape to a
+  afresh (see `keras_rewrite.rebuild.rebuilder`). A layer whose config fixes a shape (Reshape to a
   fixed target) fails to be called, and the error says the same.
 
 Example:
@@ -36,8 +36,8 @@ from __future__ import annotations
 
 import networkx as nx
 
-from ..errors import PassError
-from .base import Change, Pass, PassResult
+from keras_rewrite.errors import PassError
+from keras_rewrite.passes.base import Change, Pass, PassResult
 
 __all__ = ["SetInputShape"]
 

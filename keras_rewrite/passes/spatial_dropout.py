@@ -25,18 +25,18 @@ Which Dropout layers (exactly `keras.layers.Dropout`; SpatialDropout already sub
 Dropout layers have no weights (their seed generator's state is not one of `layer.weights`),
 so the rebuilt SpatialDropout starts its random stream from its seed, as a fresh layer would.
 
-It is a `keras_rewrite.rules.Rule` on one call (a shared layer is decided once, over all its
+It is a `keras_rewrite.passes.rules.Rule` on one call (a shared layer is decided once, over all its
 calls); `check` works out the new class, `rewrite` returns its spec.
 """
 from __future__ import annotations
 
 from keras import layers
 
-from .. import _keras
-from ..graph import to_graph
-from ..rules import L, Match, Refusal, Rule
-from ..view import Node, View
-from .base import Change, PassResult
+from keras_rewrite import _keras
+from keras_rewrite.graph.schema import to_graph
+from keras_rewrite.passes.rules import L, Match, Refusal, Rule
+from keras_rewrite.graph.view import Node, View
+from keras_rewrite.passes.base import Change, PassResult
 
 __all__ = ["SpatialDropout"]
 

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from keras import layers
 
-from ..errors import GraphError
-from ..view import View
-from .base import Change, Pass, PassResult
+from keras_rewrite.errors import GraphError
+from keras_rewrite.graph.view import View
+from keras_rewrite.passes.base import Change, Pass, PassResult
 
 __all__ = ["StripInference", "TRAINING_ONLY"]
 

@@ -1,0 +1,113 @@
+"""`RewrittenFunctional`: a Functional model that saves what its layers' configs cannot say.
+
+It saves itself in one of two ways:
+
+- **recipe**, for a rewritten model whose original class describes itself by constructor
+  arguments (every KerasHub backbone and task): such a class's layers often cannot be saved
+  one by one (KerasHub's LlamaTransformerDecoder, ViTPatchingAndEmbedding, a loaded Gemma's
+  RMSNormalization), so the file holds the original's own config and the built-in passes with
+  their settings; loading builds the original from its arguments, applies the passes again
+  (moving its fresh variables, nothing copied) and Keras then loads the trained weights into
+  the result, whose layers are the same by name and order.
+- **graph**, otherwise: the Functional graph, plus the regularizers below.
+
+L2 on a kernel held by a sub-layer of a custom layer (a keras.io transformer block, every
+KerasHub encoder/decoder block) is set on the sub-layer of the rebuilt model, but the custom
+layer's `get_config` only holds its constructor arguments: a plain Functional model saved to a
+file would reload with those sub-layers re-created without the regularizer, losing the rewrite
+silently. A model holding such settings is rebuilt as this registered subclass of Functional: it
+saves its graph like any Functional model, plus the sub-layer regularizers, and sets them again
+when it is loaded. Loading needs ``import keras_rewrite`` first (as a KerasHub model needs
+``import keras_hub``), and works in safe mode.
+
+    >>> import keras, keras_rewrite  # doctest: +SKIP
+    >>> model = keras.saving.load_model("rewritten.keras")  # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import keras
+
+from keras_rewrite import _keras
+from keras_rewrite.errors import RewriteError
+from keras_rewrite.passes import deserialize_passes
+
+__all__ = ["RewrittenFunctional", "set_recipe_runner"]
+
+# (original model, passes) -> the rewritten model: `keras_rewrite.rebuild.pipeline` sets it when
+# imported, so this module, which the pipeline imports, does not import it.
+_recipe_runner = None
+
+
+def set_recipe_runner(runner) -> None:
+    """Set what loading a recipe calls: ``runner(original_model, passes)`` -> rewritten model."""
+    global _recipe_runner
+    _recipe_runner = runner
+
+
+@keras.saving.register_keras_serializable("keras_rewrite")
+class RewrittenFunctional(_keras.Functional):
+    """A Functional model whose sub-layer regularizers survive saving and loading.
+
+    `sublayer_regularizers` maps a layer name to ``[[sub-layer index, config key, variable
+    attribute, in_cell, serialized regularizer], ...]`` (see `LayerSpec.sublayer_regularizers`).
+    """
+
+    def get_config(self):
+        if self.recipe is not None:
+            return {"name": self.name, "trainable": self.trainable, "recipe": self.recipe}
+        config = super().get_config()
+        config["sublayer_regularizers"] = {
+            name: [[index, key, attr, in_cell, serialized]
+                   for (index, key), (attr, in_cell, serialized) in settings.items()]
+            for name, settings in self.sublayer_regularizers.items()}
+        return config
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        if "recipe" in config:
+            return cls._from_recipe(config, custom_objects)
+        config = dict(config)
+        saved = config.pop("sublayer_regularizers", {})
+        model = super().from_config(config, custom_objects=custom_objects)
+        model.set_sublayer_regularizers({
+            name: {(index, key): (attr, in_cell, serialized)
+                   for index, key, attr, in_cell, serialized in entries}
+            for name, entries in saved.items()})
+        return model
+
+    @classmethod
+    def _from_recipe(cls, config, custom_objects):
+        if _recipe_runner is None:
+            raise RewriteError("loading a rewritten model saved as a recipe needs the rewrite "
+                               "pipeline; expected `import keras_rewrite` before loading; "
+                               "received a file loaded with only keras_rewrite.rebuild imported")
+        recipe = config["recipe"]
+        original = keras.saving.deserialize_keras_object(recipe["model"],
+                                                         custom_objects=custom_objects)
+        passes = deserialize_passes(recipe["passes"])
+        model = _recipe_runner(original, passes)
+        if not isinstance(model, cls):
+            raise TypeError(f"re-applying {[p['class'] for p in recipe['passes']]} to "
+                            f"{type(original).__name__} gave a {type(model).__name__}; expected "
+                            f"a {cls.__name__} (the passes no longer change that model)")
+        if model.name != config.get("name", model.name):
+            object.__setattr__(model, "_name", config["name"])
+        return model
+
+    @property
+    def recipe(self) -> dict | None:
+        """``{"model": the original's serialized config, "passes": built-in passes}`` or None."""
+        return getattr(self, "_recipe", None)
+
+    def set_recipe(self, recipe: dict) -> None:
+        object.__setattr__(self, "_recipe", recipe)
+
+    @property
+    def sublayer_regularizers(self) -> dict:
+        return getattr(self, "_sublayer_regularizers", {})
+
+    def set_sublayer_regularizers(self, by_layer: dict) -> None:
+        """Set the regularizers on this model's layers (by layer name) and remember them."""
+        for name, settings in by_layer.items():
+            _keras.set_sublayer_regularizers(self.get_layer(name), settings)
+        object.__setattr__(self, "_sublayer_regularizers", dict(by_layer))

@@ -1,0 +1,119 @@
+"""The fidelity proof run inside every rebuild: a layer is, in the rewrite, what it was.
+
+A layer no pass changed is compared with its original at every depth (`_keras.layer_state`):
+each sub-layer's class, dtype policy (a quantized layer's ``int8_from_float32`` included),
+quantization mode, trainable flag and LoRA rank; each variable's path, dtype, shape, trainable
+flag and value, bit for bit, in `layer.weights` order; and which variables are one variable.
+A layer a pass changed keeps what the pass did not change: where its sub-layers are the same
+classes, their quantization modes, LoRA ranks and trainable flags, and their dtype policies
+unless the pass set a new one.
+
+A difference is a `FidelityError` naming the layer and what would have been lost: a model that
+looks the same but computes or trains differently is never returned.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from keras_rewrite import _keras
+from keras_rewrite.errors import FidelityError
+
+_LAYER_FIELDS = ("class", "dtype policy", "quantization mode", "trainable", "LoRA rank")
+_VARIABLE_FIELDS = ("path", "dtype", "shape", "trainable", "sharing")
+
+
+def check_layer(spec, layer, *, same_inputs: bool = True) -> None:
+    """Raise `FidelityError` if `layer` (rebuilt from `spec`) lost state of `spec.source`.
+
+    With `same_inputs=False` (a pass changed the shapes the layer receives) variable shapes,
+    and the values of variables whose shape changed, are not compared."""
+    source = spec.source
+    if (spec.subgraph is not None or not isinstance(source, _keras.Layer)
+            or not isinstance(layer, _keras.Layer)):
+        return
+    if spec.untouched and spec.weights is None:
+        problem = (state_difference(_keras.layer_state(source, shapes=same_inputs),
+                                    _keras.layer_state(layer, shapes=same_inputs))
+                   or value_difference(source, layer, same_inputs))
+        what = "no pass changed it, but"
+    else:
+        problem = kept_difference(spec, source, layer)
+        what = "a pass changed it, and besides that"
+    if problem:
+        raise FidelityError(
+            f"layer '{spec.name}' ({spec.class_name}): {what} the rebuilt layer differs from "
+            f"the original: {problem}. The rewrite would return a model that computes or "
+            "trains differently; nothing was returned")
+
+
+def state_difference(expected: list, received: list) -> str | None:
+    """The first difference between two `_keras.layer_state` lists, in words, or None."""
+    for want, got in zip(expected, received):
+        if want == got:
+            continue
+        if want[0] != got[0]:
+            break
+        fields = _LAYER_FIELDS if want[0] == "layer" else _VARIABLE_FIELDS
+        for field, a, b in zip(fields, want[1:], got[1:]):
+            if a != b:
+                where = (f"sub-layer {received.index(got)} ({got[1]})" if want[0] == "layer"
+                         else f"variable '{want[1]}'")
+                return f"{where} has {field} {a!r} in the original, {b!r} in the rewrite"
+    if expected == received:
+        return None
+    kinds = lambda state, kind: [entry[1] for entry in state if entry[0] == kind]  # noqa: E731
+    for kind in ("layer", "variable"):
+        want, got = kinds(expected, kind), kinds(received, kind)
+        if want != got:
+            missing = [n for n in want if n not in got]
+            extra = [n for n in got if n not in want]
+            return (f"{kind}s {missing or extra} are "
+                    f"{'missing from' if missing else 'new in'} the rewrite "
+                    f"({len(want)} {kind}s in the original, {len(got)} in the rewrite)")
+    return "the order of sub-layers and variables differs"
+
+
+def value_difference(source, layer, same_shapes: bool = True) -> str | None:
+    """The first variable whose value is not bit-identical, in words, or None (variables
+    whose shape changed are skipped unless `same_shapes`)."""
+    for old, new in zip(source.weights, layer.weights):
+        if old is new:
+            continue
+        if not same_shapes and tuple(old.shape) != tuple(new.shape):
+            continue
+        a, b = np.asarray(old.numpy()), np.asarray(new.numpy())
+        if a.shape != b.shape or a.tobytes() != b.tobytes():
+            return f"variable '{old.path}' holds other values"
+    return None
+
+
+def kept_difference(spec, source, layer) -> str | None:
+    """What a changed layer lost besides the pass's change: compared only where the pass left
+    the sub-layers as they were (same names and classes)."""
+    if type(source) is not type(layer):
+        return None
+    old_subs, new_subs = _keras.sublayers(source), _keras.sublayers(layer)
+    if [(s.name, type(s)) for s in old_subs] != [(s.name, type(s)) for s in new_subs]:
+        return None
+    policy_changed = (spec.original_config or {}).get("dtype") != (spec.config or {}).get("dtype")
+    for old, new in zip(old_subs, new_subs):
+        checks = [("quantization mode", getattr(old, "quantization_mode", None),
+                   getattr(new, "quantization_mode", None)),
+                  ("LoRA rank", _lora_rank(old), _lora_rank(new)),
+                  ("trainable", bool(old.trainable), bool(new.trainable))]
+        if not policy_changed:
+            checks.append(("dtype policy", _policy(old), _policy(new)))
+        for field, a, b in checks:
+            if a != b:
+                return (f"sub-layer '{old.name}' has {field} {a!r} in the original, {b!r} in "
+                        f"the rewrite (its class's config does not say it, so re-creating "
+                        f"{spec.class_name} from its config cannot keep it)")
+    return None
+
+
+def _lora_rank(layer):
+    return getattr(layer, "lora_rank", None) if getattr(layer, "lora_enabled", False) else None
+
+
+def _policy(layer):
+    return getattr(getattr(layer, "dtype_policy", None), "name", None)
