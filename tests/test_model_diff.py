@@ -112,7 +112,7 @@ def test_changed_values_and_shapes():
     assert change.change == "values"
     assert change.max_abs_difference == max_abs(model.get_layer("head").kernel.numpy(), kernel)
 
-    smaller = keras_rewrite.surgery.channels.delete_channels(model, "conv", [1])
+    smaller = keras_rewrite.surgery.delete_channels(model, "conv", [1])
     diff = keras_rewrite.diff_models(model, smaller)
     conv = diff.by_id()["conv"]
     assert "config" in conv.kinds and ("filters", 4, 3) in [(c.key, c.old, c.new)

@@ -12,7 +12,7 @@ from keras import layers as L
 
 import keras_rewrite as kr
 from keras_rewrite import surgery
-from keras_rewrite.surgery.channels import (ChannelIndexError, LayerNotFoundError, SurgeryShapeError,
+from keras_rewrite.surgery import (ChannelIndexError, LayerNotFoundError, SurgeryShapeError,
                                    TiedChannelsError, UnsupportedLayerError)
 
 CHANNEL_LISTS = [[0], [-1], [1, 2]]

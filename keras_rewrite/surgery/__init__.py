@@ -1,12 +1,52 @@
-"""Model surgery (keras-surgeon's operations and more): each returns a new model, weights carried."""
-from keras_rewrite.surgery.channels import (ChannelIndexError, DeleteChannels, DeleteLayer,
-                                            InsertLayer, LayerNotFoundError, ReplaceLayer,
-                                            SurgeryError, SurgeryShapeError, TiedChannelsError,
-                                            UnsupportedLayerError, apoz_channels, delete_channels,
-                                            delete_layer, insert_layer, l1_norm_channels,
-                                            replace_layer)
+"""Model surgery on a built Keras 3 model: delete channels, delete, insert or replace a layer.
+
+Each operation is a pass (`DeleteChannels`, `DeleteLayer`, `InsertLayer`, `ReplaceLayer`)
+that edits the graph of `keras_rewrite.to_graph`, and a function of the same name that runs
+it through `keras_rewrite.rewrite` and returns a NEW model (layer names and classes kept,
+every weight that still fits carried over). The original model is never touched.
+
+    from keras_rewrite import surgery
+
+    pruned = surgery.delete_channels(model, "conv1", [0, 3])
+    pruned = surgery.delete_channels(model, "conv1",
+                                     surgery.l1_norm_channels(model, "conv1", 0.3))
+    pruned = keras_rewrite.rewrite(model, [surgery.DeleteChannels("conv1", [0])])
+
+`layer` is a Layer object or a layer name, found anywhere in the model (nested models too).
+Every refusal is a `SurgeryError` (a `RewriteError`) naming the layer and, for channels, the
+index: see the error classes below.
+"""
+from __future__ import annotations
+
+from keras_rewrite.surgery.channels import DeleteChannels
+from keras_rewrite.surgery.errors import (ChannelIndexError, LayerNotFoundError, SurgeryError,
+                                          SurgeryShapeError, TiedChannelsError,
+                                          UnsupportedLayerError)
+from keras_rewrite.surgery.layers import DeleteLayer, InsertLayer, ReplaceLayer
+from keras_rewrite.surgery.locate import run
+from keras_rewrite.surgery.selection import apoz_channels, l1_norm_channels
 
 __all__ = ["delete_channels", "delete_layer", "insert_layer", "replace_layer",
            "l1_norm_channels", "apoz_channels", "DeleteChannels", "DeleteLayer", "InsertLayer",
            "ReplaceLayer", "SurgeryError", "LayerNotFoundError", "ChannelIndexError",
            "UnsupportedLayerError", "TiedChannelsError", "SurgeryShapeError"]
+
+
+def delete_channels(model, layer, channels):
+    """A copy of `model` without output `channels` of `layer` (see `DeleteChannels`)."""
+    return run(model, DeleteChannels(layer, channels))
+
+
+def delete_layer(model, layer):
+    """A copy of `model` without `layer`; its consumers take its input (see `DeleteLayer`)."""
+    return run(model, DeleteLayer(layer))
+
+
+def insert_layer(model, layer, new_layer):
+    """A copy of `model` with `new_layer` called on `layer`'s output (see `InsertLayer`)."""
+    return run(model, InsertLayer(layer, new_layer))
+
+
+def replace_layer(model, layer, new_layer):
+    """A copy of `model` with `new_layer` in `layer`'s place (see `ReplaceLayer`)."""
+    return run(model, ReplaceLayer(layer, new_layer))
