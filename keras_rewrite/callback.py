@@ -14,7 +14,7 @@ import weakref
 
 import keras
 
-from keras_rewrite import _keras
+from keras_rewrite.passes import live
 from keras_rewrite.errors import PassError
 from keras_rewrite.passes import resolve_passes
 from keras_rewrite.passes.base import pass_name
@@ -78,7 +78,7 @@ class RewriteCallback(keras.callbacks.Callback):
         model = self.model
         if self._applied_to is not None and self._applied_to() is model:
             return  # a later fit(): applied already, and applying again would change nothing
-        restore = _keras.snapshot_live_state(model)
+        restore = live.snapshot_live_state(model)
         results = []
         try:
             for p in self.passes:

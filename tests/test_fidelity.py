@@ -150,12 +150,12 @@ def test_a_layer_whose_config_builds_something_else_is_detected_and_copied():
 def test_an_untouched_layer_that_cannot_be_copied_either_is_a_rebuild_error_naming_it(
         monkeypatch):
     model = _block_model()
-    from keras_rewrite import _keras
+    from keras_rewrite.rebuild import layer_copy
 
     def refuse(layer):
         raise TypeError("no copy")
 
-    monkeypatch.setattr(_keras, "copy_layer_object", refuse)
+    monkeypatch.setattr(layer_copy, "copy_layer_object", refuse)
     with pytest.raises(kr.RebuildError, match=r"'block_without_config.*BlockWithoutConfig.*"
                                                r"from_config failed.*get_config"):
         kr.rewrite(model)

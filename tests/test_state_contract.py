@@ -7,6 +7,7 @@ from keras import layers
 
 import keras_rewrite
 from keras_rewrite.errors import FidelityError
+from keras_rewrite.verify import layer_state
 
 
 def variables_of(model):
@@ -174,7 +175,7 @@ def test_state_difference_names_what_would_be_lost():
     a.build((None, 4))
     b.build((None, 4))
     a.quantize("int8")
-    text = fidelity.state_difference(_keras.layer_state(a), _keras.layer_state(b))
+    text = fidelity.state_difference(layer_state.layer_state(a), layer_state.layer_state(b))
     assert "dtype policy 'int8_from_float32' in the original, 'float32' in the rewrite" in text
 
 

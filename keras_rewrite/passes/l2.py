@@ -53,6 +53,7 @@ import keras
 from keras import layers
 
 from keras_rewrite import _keras
+from keras_rewrite.passes import live
 from keras_rewrite.errors import PassError
 from keras_rewrite.graph.schema import to_graph
 from keras_rewrite.graph.view import Node, View
@@ -430,7 +431,7 @@ class L2Regularization(Pass):
             notes = {}
             site = decision.site
             for a in decision.assignments:
-                declared, effective = _keras.live_regularizers(
+                declared, effective = live.live_regularizers(
                     site.layer, a.weight.key, a.weight.variable, site.kind.in_cell)
                 if a.status in ("add", "replace"):
                     declared = effective = keras.regularizers.L2(a.coefficient)
@@ -444,7 +445,7 @@ class L2Regularization(Pass):
                     notes[a.weight.key] = "set on the layer too, so it is saved"
                 else:
                     continue
-                if not _keras.set_live_regularizer(site.layer, a.weight.key, a.weight.variable,
+                if not live.set_live_regularizer(site.layer, a.weight.key, a.weight.variable,
                                                    site.kind.in_cell, declared, effective):
                     notes[a.weight.key] = (f"'{a.weight.variable}' is not a variable here "
                                            "(quantized or LoRA?), so only the config has it")
@@ -512,7 +513,7 @@ def _uncovered_kernels(view: View, decisions) -> list[Change]:
     for decision in decisions:
         site = decision.site
         for weight in site.kind.weights if site.kind else ():
-            covered.add(id(_keras.regularized_variable(site.layer, weight.variable,
+            covered.add(id(live.regularized_variable(site.layer, weight.variable,
                                                        site.kind.in_cell)))
     changes, seen = [], set()
     for node in view.layers():
@@ -543,7 +544,7 @@ def _graph_existing(site: _Site, weight: _Weight):
 
 def _live_existing(site: _Site, weight: _Weight):
     """A live layer's current regularizer: its attribute, or failing that its variable's."""
-    declared, effective = _keras.live_regularizers(site.layer, weight.key, weight.variable,
+    declared, effective = live.live_regularizers(site.layer, weight.key, weight.variable,
                                                    site.kind.in_cell)
     regularizer = declared if declared is not None else effective
     return None if regularizer is None else keras.saving.serialize_keras_object(regularizer)

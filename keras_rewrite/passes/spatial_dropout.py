@@ -32,7 +32,7 @@ from __future__ import annotations
 
 from keras import layers
 
-from keras_rewrite import _keras
+from keras_rewrite.passes import live
 from keras_rewrite.graph.schema import to_graph
 from keras_rewrite.passes.rules import L, Match, Refusal, Rule
 from keras_rewrite.graph.view import Node, View
@@ -206,7 +206,7 @@ class SpatialDropout(Rule):
                 result.changes.append(Change(
                     name, "skipped", f"already drops whole channels ({origin})"))
                 continue
-            _keras.set_live_noise_shape(match[0].spec.source, noise_shape)
+            live.set_live_noise_shape(match[0].spec.source, noise_shape)
             result.changes.append(Change(
                 name, "set_noise_shape",
                 f"noise_shape={noise_shape}: drops whole channels like "

@@ -10,6 +10,8 @@ import json
 import keras
 
 from keras_rewrite import _keras
+from keras_rewrite.rebuild import model_class
+from keras_rewrite.rebuild import compile
 from keras_rewrite.errors import RebuildError, RewriteError, ShapeMismatchError
 from keras_rewrite.graph.edit import inline_models_sharing_layers
 from keras_rewrite.graph.schema import graph_unchanged, to_graph, validate
@@ -50,10 +52,10 @@ def rewrite_with_report(model, passes=(), *, copy=True) -> RewriteResult:
                 exc.args = (f"{exc.args[0]} (after passes that modified the graph: "
                             f"{', '.join(modifying)})",)
             raise
-        _keras.compile_like(new_model, model)
+        compile.compile_like(new_model, model)
     _record_recipe(model, passes, new_model, report)
     if not copy:
-        _keras.mark_moved(model, new_model.name)
+        model_class.mark_moved(model, new_model.name)
     return RewriteResult(new_model, report)
 
 
@@ -63,7 +65,7 @@ def _record_recipe(model, passes, new_model, report) -> None:
     See `keras_rewrite.rebuild.rewritten_model`: its layers cannot always be saved one by one, its
     original's config always can. Needs every pass to be a built-in one with its settings.
     """
-    if not isinstance(new_model, RewrittenFunctional) or _keras.model_class_of(model)[1]:
+    if not isinstance(new_model, RewrittenFunctional) or model_class.model_class_of(model)[1]:
         return
     specs = serialize_passes(passes)
     if specs is None:

@@ -23,6 +23,9 @@ import keras
 import networkx as nx
 
 from keras_rewrite import _keras
+from keras_rewrite.verify import layer_state
+from keras_rewrite.rebuild import model_class
+from keras_rewrite.rebuild import layer_copy
 from keras_rewrite.rebuild import checks
 from keras_rewrite.verify import fidelity
 from keras_rewrite.errors import RebuildError
@@ -127,13 +130,13 @@ class _Rebuilder:
         return self._new_policy[id(spec)]
 
     def copy(self, spec, why):
-        """Carry a layer over by copying the object (see _keras.copy_layer_object): an
+        """Carry a layer over by copying the object (see layer_copy.copy_layer_object): an
         untouched one, or one whose dtype policy alone changed (set on the copy)."""
         try:
-            layer = _keras.copy_layer_object(spec.source, move_variables=self.move)
+            layer = layer_copy.copy_layer_object(spec.source, move_variables=self.move)
             policy = None if self.copyable(spec) else self.new_policy(spec)
             if policy is not None:
-                _keras.set_copied_dtype_policy(layer, spec.source, policy)
+                layer_copy.set_copied_dtype_policy(layer, spec.source, policy)
                 why = f"{why}; dtype policy {policy} set on the copy"
         except Exception as exc:
             raise RebuildError(
@@ -155,7 +158,7 @@ class _Rebuilder:
         args, kwargs = map_structure(
             data["call_args"], lambda x: inputs[x.index] if isinstance(x, Slot) else x)
         zeroed = first_build and spec.source is not None
-        init = _keras.zero_initializers(layer) if zeroed else contextlib.nullcontext()
+        init = layer_copy.zero_initializers(layer) if zeroed else contextlib.nullcontext()
         try:
             with init:
                 outputs = layer(*args, **kwargs)
@@ -203,11 +206,11 @@ class _Rebuilder:
         if zeroed:
             initialize_new_weights(spec, layer, record)
         if spec.sublayer_regularizers:
-            _keras.set_sublayer_regularizers(layer, spec.sublayer_regularizers)
+            layer_copy.set_sublayer_regularizers(layer, spec.sublayer_regularizers)
         if spec.weights is not None:
             set_pass_weights(spec, layer, record)
         if id(spec) not in self.copied and type(layer) is type(spec.source):
-            _keras.carry_trainable_flags(spec.source, layer)
+            layer_copy.carry_trainable_flags(spec.source, layer)
         fidelity.check_layer(spec, layer, same_inputs=same_inputs)
 
     def call_copy(self, spec, layer, args, kwargs, inputs):
@@ -258,7 +261,7 @@ class _Rebuilder:
     def new_model(self, graph, inputs, outputs):
         model = self._new_model(graph, inputs, outputs)
         cls = graph.graph.get("model_type")
-        if type(model) is not cls or _keras.model_class_of(model)[1]:
+        if type(model) is not cls or model_class.model_class_of(model)[1]:
             # Saved as a graph: every layer is saved by its own config.
             unsaveable = [data["spec"].name for _, data in graph.nodes(data=True)
                           if data["kind"] == "layer" and id(data["spec"]) not in
@@ -292,21 +295,21 @@ class _Rebuilder:
                     f"model '{name}': rebuilt as RewrittenFunctional, not {cls.__name__}, so "
                     f"that the regularizers set inside {', '.join(sorted(settings))} are saved "
                     f"with it (load it after `import keras_rewrite`)")
-            model = _keras.new_functional(RewrittenFunctional, inputs, outputs, name)
+            model = model_class.new_functional(RewrittenFunctional, inputs, outputs, name)
             model.set_sublayer_regularizers(settings)
             return model
         if source is None or cls is _keras.Functional or not issubclass(cls, _keras.Functional):
             return keras.Model(inputs=inputs, outputs=outputs, name=name)
-        _, saves_graph = _keras.model_class_of(source)
+        _, saves_graph = model_class.model_class_of(source)
         if not saves_graph and (not graph_unchanged(graph) or _inputs_changed(graph)):
             self.report.notes.append(
                 f"model '{name}': rebuilt as RewrittenFunctional, not {cls.__name__}: "
                 f"{cls.__name__} saves itself as constructor arguments, so a file of it would "
                 f"reload without the rewrite")
-            return _keras.new_functional(RewrittenFunctional, inputs, outputs, name)
+            return model_class.new_functional(RewrittenFunctional, inputs, outputs, name)
         try:
-            model = _keras.new_functional(cls, inputs, outputs, name)
-            _keras.carry_model_attributes(source, model, self.layer_map)
+            model = model_class.new_functional(cls, inputs, outputs, name)
+            model_class.carry_model_attributes(source, model, self.layer_map)
         except Exception as exc:
             self.report.notes.append(
                 f"model '{name}': rebuilt as a plain Functional, not {cls.__name__}: "
@@ -327,7 +330,7 @@ class _Rebuilder:
         with contextlib.ExitStack() as stack:
             for spec, layer in fresh:
                 if spec.source is not None:
-                    stack.enter_context(_keras.zero_initializers(layer))
+                    stack.enter_context(layer_copy.zero_initializers(layer))
             try:
                 model = keras.Sequential([input_layer, *layers], name=graph.graph["name"])
             except Exception as exc:
@@ -399,9 +402,9 @@ def _state_not_in_config(spec, layer, same_inputs) -> str | None:
         return "it holds LoRA adapters, which Keras's save/load protocol merges into the kernel"
     if [(type(s), s.name) for s in _keras.sublayers(spec.source)] == [
             (type(s), s.name) for s in _keras.sublayers(layer)]:
-        _keras.carry_trainable_flags(spec.source, layer)
-    why = fidelity.state_difference(_keras.layer_state(spec.source, shapes=same_inputs),
-                                    _keras.layer_state(layer, shapes=same_inputs))
+        layer_copy.carry_trainable_flags(spec.source, layer)
+    why = fidelity.state_difference(layer_state.layer_state(spec.source, shapes=same_inputs),
+                                    layer_state.layer_state(layer, shapes=same_inputs))
     return None if why is None else f"its config does not hold its whole state ({why})"
 
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 import keras
 
 from keras_rewrite import _keras
+from keras_rewrite.rebuild import layer_copy
 from keras_rewrite.errors import RewriteError
 from keras_rewrite.passes import deserialize_passes
 
@@ -109,5 +110,5 @@ class RewrittenFunctional(_keras.Functional):
     def set_sublayer_regularizers(self, by_layer: dict) -> None:
         """Set the regularizers on this model's layers (by layer name) and remember them."""
         for name, settings in by_layer.items():
-            _keras.set_sublayer_regularizers(self.get_layer(name), settings)
+            layer_copy.set_sublayer_regularizers(self.get_layer(name), settings)
         object.__setattr__(self, "_sublayer_regularizers", dict(by_layer))

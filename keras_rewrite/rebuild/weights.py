@@ -7,6 +7,7 @@ straight from the original variables (no NumPy round trip, no extra full copy of
 from __future__ import annotations
 
 from keras_rewrite import _keras
+from keras_rewrite.rebuild import layer_copy
 from keras_rewrite.errors import WeightTransferError
 from keras_rewrite.report import LayerWeights
 
@@ -17,7 +18,7 @@ def transfer_weights(spec, layer, *, copied_because=None, assets_dir=None) -> La
     Three ways, best first:
     - `layer` is a copy of the source object (`copied_because` says why): nothing to do.
     - `layer` has the source's build (same sub-layer classes and variable shapes): Keras's own
-      per-layer state protocol (`_keras.carry_state`): variables, derived state such as an
+      per-layer state protocol (`layer_copy.carry_state`): variables, derived state such as an
       adapted Normalization's, and assets such as lookup vocabularies; exactly what saving
       and loading the layer would carry.
     - otherwise (a pass changed the layer): variable by variable, by name (and occurrence),
@@ -37,7 +38,7 @@ def transfer_weights(spec, layer, *, copied_because=None, assets_dir=None) -> La
     if (type(source) is type(layer)
             and _keras.layer_structure(source) == _keras.layer_structure(layer)):
         try:
-            _keras.carry_state(source, layer, assets_dir)
+            layer_copy.carry_state(source, layer, assets_dir)
         except Exception as exc:
             raise WeightTransferError(
                 f"layer '{layer.name}' ({type(layer).__name__}): could not carry its state "

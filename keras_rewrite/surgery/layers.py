@@ -4,6 +4,7 @@ from __future__ import annotations
 import keras
 
 from keras_rewrite import _keras
+from keras_rewrite.rebuild import layer_copy
 from keras_rewrite.graph.edit import insert_after, remove_node
 from keras_rewrite.graph.schema import LayerSpec, Slot, fresh_name, iter_graphs, map_structure
 from keras_rewrite.passes.base import Pass
@@ -40,7 +41,7 @@ def _call_on_shapes(g, node, spec, override=None):
     args, kwargs = map_structure(g.nodes[node]["call_args"],
                                  lambda x: tensors[x.index] if isinstance(x, Slot) else x)
     layer = _keras.new_operation(spec.cls, spec.config, spec.source)
-    with _keras.zero_initializers(layer):
+    with layer_copy.zero_initializers(layer):
         out = layer(*args, **kwargs)
     return [tuple(t.shape) for t in keras.tree.flatten(out)], layer
 
@@ -193,7 +194,7 @@ class InsertLayer(Pass):
 
 def _call_on_shapes_new(spec, shape):
     layer = _keras.new_operation(spec.cls, spec.config, spec.source)
-    with _keras.zero_initializers(layer):
+    with layer_copy.zero_initializers(layer):
         return tuple(layer(keras.KerasTensor(shape)).shape)
 
 

@@ -77,7 +77,7 @@ def apoz_channels(model, layer, x, fraction_or_count) -> list[int]:
         raise UnsupportedLayerError(f"layer '{spec.name}' is inside a nested model; APoZ is "
                                     "measured on layers of the outer model only")
     source = spec.source
-    tensor = source.get_output_at(0) if len(source._inbound_nodes) > 1 else source.output
+    tensor = _keras.first_output(source)
     users = [v for _, v in g.out_edges(node)]
     if len(users) == 1 and g.nodes[users[0]]["kind"] == "layer":
         user = g.nodes[users[0]]["spec"]

@@ -1,6 +1,6 @@
 """The fidelity proof run inside every rebuild: a layer is, in the rewrite, what it was.
 
-A layer no pass changed is compared with its original at every depth (`_keras.layer_state`):
+A layer no pass changed is compared with its original at every depth (`layer_state.layer_state`):
 each sub-layer's class, dtype policy (a quantized layer's ``int8_from_float32`` included),
 quantization mode, trainable flag and LoRA rank; each variable's path, dtype, shape, trainable
 flag and value, bit for bit, in `layer.weights` order; and which variables are one variable.
@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from keras_rewrite import _keras
+from keras_rewrite.verify import layer_state
 from keras_rewrite.errors import FidelityError
 
 _LAYER_FIELDS = ("class", "dtype policy", "quantization mode", "trainable", "LoRA rank")
@@ -32,8 +33,8 @@ def check_layer(spec, layer, *, same_inputs: bool = True) -> None:
             or not isinstance(layer, _keras.Layer)):
         return
     if spec.untouched and spec.weights is None:
-        problem = (state_difference(_keras.layer_state(source, shapes=same_inputs),
-                                    _keras.layer_state(layer, shapes=same_inputs))
+        problem = (state_difference(layer_state.layer_state(source, shapes=same_inputs),
+                                    layer_state.layer_state(layer, shapes=same_inputs))
                    or value_difference(source, layer, same_inputs))
         what = "no pass changed it, but"
     else:
@@ -47,7 +48,7 @@ def check_layer(spec, layer, *, same_inputs: bool = True) -> None:
 
 
 def state_difference(expected: list, received: list) -> str | None:
-    """The first difference between two `_keras.layer_state` lists, in words, or None."""
+    """The first difference between two `layer_state.layer_state` lists, in words, or None."""
     for want, got in zip(expected, received):
         if want == got:
             continue

@@ -34,7 +34,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 
-from keras_rewrite import _keras
 from keras_rewrite.errors import RewriteError
 from keras_rewrite.verify import predictions
 from keras_rewrite.verify.walk import _children, _walk

@@ -101,6 +101,7 @@ import keras
 from keras import layers
 
 from keras_rewrite import _keras
+from keras_rewrite.rebuild import compile
 from keras_rewrite.errors import RewriteError
 from keras_rewrite.graph.schema import iter_graphs, to_graph, topological_order
 from keras_rewrite.passes.drop_bias_before_bn import DropBiasBeforeBN
@@ -580,7 +581,7 @@ def _model_rules(graph, optimizer) -> list[Finding]:
                 f"{len(with_l2)} layers, which with plain SGD are weight_decay {as_decay}"))
         decayed = [(spec.name, variable) for spec in specs
                    for _, variable in _offset_variables(spec)
-                   if _keras.weight_decay_applies(optimizer, variable)]
+                   if compile.weight_decay_applies(optimizer, variable)]
         if decayed:
             findings.append(_finding(
                 "weight-decay-on-bias-or-norm", [name for name, _ in decayed], None,

@@ -1,0 +1,40 @@
+"""What Keras keeps on a built layer beyond its config, at every depth: what two layers must
+share to compute and train alike."""
+from __future__ import annotations
+
+
+
+from keras_rewrite._keras import sublayers
+
+
+def layer_state(layer, *, shapes=True) -> list:
+    """What Keras keeps on a built layer beyond its config, at every depth, in tracking order.
+
+    Per sub-layer (the layer itself first): its class, dtype policy name (a quantized
+    layer's is ``int8_from_float32`` and the like), `quantization_mode`, `trainable` and LoRA
+    rank. Per variable, in `layer.weights` order: its path from the layer's name on, dtype, shape (unless
+    `shapes=False`), `trainable`, and the position of its first occurrence (tied variables
+    stay one variable). Two layers with equal states compute and train alike, given equal
+    variable values.
+    """
+    state = []
+    for sub in sublayers(layer):
+        policy = getattr(sub, "dtype_policy", None)
+        state.append(("layer", type(sub).__name__, getattr(policy, "name", None),
+                      getattr(sub, "quantization_mode", None), bool(sub.trainable),
+                      getattr(sub, "lora_rank", None) if getattr(sub, "lora_enabled", False)
+                      else None))
+    first = {}
+    for i, variable in enumerate(layer.weights):
+        state.append(("variable", _path_from(variable.path, layer.name), str(variable.dtype),
+                      tuple(variable.shape) if shapes else None, bool(variable.trainable),
+                      first.setdefault(id(variable), i)))
+    return state
+
+
+def _path_from(path: str, name: str) -> str:
+    """`path` from the segment `name` on: the scope of the enclosing model a layer was built
+    in (``sequential/dense/kernel`` when a Sequential builds it, ``dense/kernel`` when a file
+    loads it) is not the layer's."""
+    parts = path.split("/")
+    return "/".join(parts[parts.index(name):]) if name in parts else path
