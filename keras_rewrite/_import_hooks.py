@@ -33,6 +33,7 @@ class _Loader(importlib.abc.Loader):
 
     def exec_module(self, module):
         finder = self._finder
+        finder.hooks.pop(module.__name__, None)
         finder.running += 1
         try:
             with self._around():
@@ -55,8 +56,8 @@ class _Finder(importlib.abc.MetaPathFinder):
         self.pending = []  # `after` callbacks waiting for `running` to be 0
 
     def find_spec(self, name, path, target=None):
-        if name in self.hooks:
-            arounds, afters = self.hooks.pop(name)
+        if name in self.hooks:  # kept until the module runs: `find_spec` alone imports nothing
+            arounds, afters = self.hooks[name]
         elif name.startswith(_PACKAGE) and self.hooks:
             arounds, afters = [], []
         else:

@@ -31,9 +31,18 @@ if not _SHOW:
 
 @contextlib.contextmanager
 def _stderr_to_devnull():
-    if "tensorflow" in sys.modules:  # already loaded: nothing left to hide
+    yield from _redirected()
+
+
+@contextlib.contextmanager
+def _stderr_to_devnull_unless_tensorflow_loaded():
+    if "tensorflow" in sys.modules:  # imported before Keras: nothing left to hide
         yield
         return
+    yield from _redirected()
+
+
+def _redirected():
     try:
         sys.stderr.flush()
         saved = os.dup(2)
@@ -56,5 +65,6 @@ def _quiet_loggers():
 
 
 if not _SHOW:
-    for _name in ("tensorflow", "keras"):  # Keras imports TensorFlow inside its own import
-        on_import(_name, around=_stderr_to_devnull, after=_quiet_loggers)
+    on_import("tensorflow", around=_stderr_to_devnull, after=_quiet_loggers)
+    # Keras imports TensorFlow inside its own import (TensorFlow backend)
+    on_import("keras", around=_stderr_to_devnull_unless_tensorflow_loaded, after=_quiet_loggers)

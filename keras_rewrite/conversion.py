@@ -159,7 +159,7 @@ def convert_file(src, dst, passes, *, check: bool = True, safe_mode: bool = True
         ...                                     ["l2", "reorder"])  # doctest: +SKIP
         >>> print(report.outputs, report.max_abs_difference)  # doctest: +SKIP
     """
-    from keras_rewrite.api import rewrite_with_report
+    from keras_rewrite.rebuild.pipeline import rewrite_with_report
 
     label = label or str(src)
     timings = {}

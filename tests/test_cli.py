@@ -20,7 +20,7 @@ import pytest
 from keras import layers
 
 from helpers import random_inputs
-import keras_rewrite.api
+import keras_rewrite.rebuild.pipeline
 from keras_rewrite import conversion
 from keras_rewrite.files import model_files as krio
 from keras_rewrite.cli import batch as batching
@@ -808,7 +808,7 @@ def saved(model, folder, name="m.keras"):
 def test_a_file_that_would_reload_without_the_rewrite_is_exit_5(tmp_path, capsys, monkeypatch):
     inputs = keras.Input((3,), name="x")
     saved(keras.Model(inputs, Block(name="block")(inputs)), tmp_path)
-    real = keras_rewrite.api.rewrite_with_report
+    real = keras_rewrite.rebuild.pipeline.rewrite_with_report
 
     def l2_on_the_sublayer(model, passes):  # what an L2 pass reaching sublayers does
         result = real(model, passes)
@@ -816,7 +816,7 @@ def test_a_file_that_would_reload_without_the_rewrite_is_exit_5(tmp_path, capsys
         proj.kernel_regularizer = proj.kernel.regularizer = keras.regularizers.L2(1e-4)
         return result
 
-    monkeypatch.setattr(keras_rewrite.api, "rewrite_with_report", l2_on_the_sublayer)
+    monkeypatch.setattr(keras_rewrite.rebuild.pipeline, "rewrite_with_report", l2_on_the_sublayer)
     code, out, err = call(["convert", "m.keras", "-o", "out.keras"], capsys, tmp_path,
                           monkeypatch)
     assert code == status.EXIT_OUTPUT
@@ -845,7 +845,7 @@ def fail_in_fragile(*args, **kwargs):
 @pytest.mark.parametrize("command, target, step", [
     (["lint", "m.keras"], "keras_rewrite.analysis.lint.checker.lint", "reading the model's graph"),
     (["inspect", "m.keras"], "keras_rewrite.graph.schema.to_graph", "reading the model's graph"),
-    (["convert", "m.keras", "-o", "out.keras"], "keras_rewrite.api.rewrite_with_report",
+    (["convert", "m.keras", "-o", "out.keras"], "keras_rewrite.rebuild.pipeline.rewrite_with_report",
      "rewriting"),
 ])
 def test_unexpected_error_in_a_layer_is_one_line_naming_it(command, target, step, tmp_path,

@@ -11,7 +11,8 @@ Modules, one idea each:
 - `pass_options`: the pass options, read from the pass registry, and ``--passes`` files;
 - `status`: exit statuses (a documented contract) and the usage/failure exceptions;
 - `batch`: inputs and where their outputs go, and the run over them with one summary;
-- `commands`: ``convert``, ``lint``, ``inspect``, ``diff``, ``demo``;
+- `commands`: ``convert``, ``lint``, ``inspect``, ``diff``, ``passes``, ``demo``;
+- `one_file`: what the commands do with one file (load, convert, draw its diff);
 - `parallel`: ``convert --jobs N`` in worker processes;
 - `terminal`: what people read: error lines, the grouped report, progress, JSON.
 """

@@ -109,7 +109,7 @@ def _full_tracebacks():
     was_on = keras is not None and keras.config.is_traceback_filtering_enabled()
     if keras is None:
         # Importing keras_rewrite (hence Keras) is what every command does first anyway.
-        import keras_rewrite  # noqa: F401  (quiets TensorFlow before Keras loads it)
+        import keras_rewrite._quiet  # noqa: F401  (quiets TensorFlow before Keras loads it)
         import keras
 
         was_on = keras.config.is_traceback_filtering_enabled()

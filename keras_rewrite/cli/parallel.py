@@ -41,8 +41,8 @@ class Outcome:
 
 
 def convert_collecting(session, job, specs, args, *, batch: bool, full: bool) -> Outcome:
-    """Convert one input with `commands.convert_one`; every failure becomes an `Outcome`."""
-    from keras_rewrite.cli.commands import convert_one, unexpected
+    """Convert one input with `one_file.convert_one`; every failure becomes an `Outcome`."""
+    from keras_rewrite.cli.one_file import convert_one, unexpected
 
     try:
         line, record = convert_one(session, job, specs, args, batch, full=full)
@@ -182,7 +182,7 @@ def _work(tasks, results, setup) -> None:
     try:
         import warnings
 
-        import keras_rewrite  # noqa: F401  (quiets TensorFlow before Keras loads it)
+        import keras_rewrite._quiet  # noqa: F401  (quiets TensorFlow before Keras loads it)
         import keras
 
         keras.config.disable_traceback_filtering()
