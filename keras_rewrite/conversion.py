@@ -30,8 +30,8 @@ from keras_rewrite.files import atomic_save
 from keras_rewrite.files import model_files
 from keras_rewrite.verify import predictions, same_model as verify
 from keras_rewrite.files.atomic_save import OutputError
-from keras_rewrite.errors import first_paragraph, layer_in_traceback, show_path
-from keras_rewrite.errors import RewriteError
+from keras_rewrite.errors import show_path
+from keras_rewrite.errors import BUG_HINT, RewriteError, unexpected_text  # noqa: F401
 from keras_rewrite.files.model_files import ModelFileError
 from keras_rewrite.report import Report
 
@@ -39,7 +39,6 @@ __all__ = ["convert_file", "ConversionReport", "ConversionError", "BATCH_SIZE", 
 
 BATCH_SIZE = 2  # predictions are compared on one random batch of this size
 # In library terms; the command line swaps in "rerun with --verbose and report it".
-BUG_HINT = "report it as a bug"
 
 
 class ConversionError(RewriteError):
@@ -245,9 +244,8 @@ def convert_file(src, dst, passes, *, check: bool = True, safe_mode: bool = True
 def _unexpected(label, step: str, doing: str, exc: BaseException) -> ConversionError:
     """One line for an exception nobody raised on purpose: the file, the step, the layer
     where known, the first paragraph of the message, and what to do."""
-    return ConversionError(
-        f"{show_path(label)}: unexpected {type(exc).__name__} {doing}{layer_in_traceback(exc)}: "
-        f"{first_paragraph(exc)}; {BUG_HINT}", path=label, step=step, unexpected=True)
+    return ConversionError(unexpected_text(label, doing, exc), path=label, step=step,
+                           unexpected=True)
 
 
 # What a reload check's first difference means, by its kind (see verify.Difference).

@@ -61,6 +61,20 @@ class FidelityError(RewriteError, ValueError):
 
 
 # ---------------------------------------------------------------- one-line error text
+BUG_HINT = "report it as a bug"  # what to do about an error nobody raised on purpose
+
+
+def unexpected_text(label, doing: str, exc: BaseException) -> str:
+    """One line for an exception nobody raised on purpose: the file, what was being done, the
+    layer where known, the first paragraph of the message, and what to do.
+
+    >>> unexpected_text("m.keras", "while converting", RuntimeError("boom"))
+    'm.keras: unexpected RuntimeError while converting: boom; report it as a bug'
+    """
+    return (f"{show_path(label)}: unexpected {type(exc).__name__} {doing}"
+            f"{layer_in_traceback(exc)}: {first_paragraph(exc)}; {BUG_HINT}")
+
+
 _PLAIN_PATH = re.compile(r"[\w./+:@%,=~-]+")
 
 

@@ -35,11 +35,10 @@ class Session:
 
 
 def unexpected(label: str, step: str, exc: BaseException) -> str:
-    """One line for an exception nobody raised on purpose."""
-    from keras_rewrite.errors import first_paragraph, layer_in_traceback, show_path
+    """One line for an exception nobody raised on purpose (`errors.unexpected_text`)."""
+    from keras_rewrite.errors import unexpected_text
 
-    return (f"{show_path(label)}: unexpected {type(exc).__name__} {step}"
-            f"{layer_in_traceback(exc)}: {first_paragraph(exc)}; report it as a bug")
+    return unexpected_text(label, step, exc)
 
 
 def load(session: Session, path: str):

@@ -14,7 +14,7 @@ PROG = "keras-rewrite"
 
 # Library wording -> command-line wording (the library's constants hold the left side:
 # model_files.UNSAFE_HINT, model_files.CUSTOM_OBJECTS_HINT, atomic_save.OVERWRITE_HINT,
-# conversion.BUG_HINT).
+# errors.BUG_HINT).
 CLI_WORDS = (
     ("load it with safe_mode=False if you trust this file", "pass --unsafe if you trust this file"),
     ("legacy files also need safe_mode=False", "legacy files also need --unsafe"),

@@ -39,8 +39,8 @@ try:
 except ImportError:  # not on Windows: folders are judged by their process id there
     fcntl = None
 
-from keras_rewrite.errors import first_paragraph, layer_in_traceback, one_line, show_path
-from keras_rewrite.errors import RewriteError
+from keras_rewrite.errors import (BUG_HINT, RewriteError, first_paragraph, layer_in_traceback,
+                                  one_line, show_path)
 
 __all__ = ["OutputError", "check_output_path", "write_file", "save_model", "scratch_folder",
            "remove_stale_temporaries", "TEMP_PREFIX", "OVERWRITE_HINT"]
@@ -53,7 +53,6 @@ LOCK_GRACE_SECONDS = 60  # a folder without a lock file younger than this may be
 _OWN_FOLDERS: set = set()  # temporary folders this process made and has not removed
 # In library terms; the command line swaps in its flag (keras_rewrite.cli.terminal.CLI_WORDS).
 OVERWRITE_HINT = "pass overwrite=True to replace it"
-BUG_HINT = "report it as a bug"
 
 
 class OutputError(RewriteError, OSError):

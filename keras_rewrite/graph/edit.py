@@ -39,13 +39,14 @@ from typing import Sequence
 
 import networkx as nx
 
+from keras_rewrite.graph import kinds
 from keras_rewrite.errors import GraphError
 from keras_rewrite.graph.schema import LayerSpec, Slot, iter_graphs, slots_of
 
 __all__ = ["remove_node", "insert_after", "check_linear_run", "inline_model",
            "inline_models_sharing_layers"]
 
-_CALL_KINDS = ("layer", "op")
+_CALL_KINDS = kinds.CALL_KINDS
 
 
 def _describe(graph, node_id) -> str:

@@ -51,6 +51,7 @@ import keras
 import networkx as nx
 import numpy as np
 
+from keras_rewrite.graph import kinds
 from keras_rewrite import _keras
 from keras_rewrite.graph.edit import check_linear_run, insert_after as _insert_after, remove_node
 from keras_rewrite.errors import GraphError
@@ -58,7 +59,7 @@ from keras_rewrite.graph.schema import LayerSpec, Slot, configs_equal, iter_grap
 
 __all__ = ["View", "Node", "Weights"]
 
-_CALL_KINDS = ("layer", "op")
+_CALL_KINDS = kinds.CALL_KINDS
 
 
 class Node:
@@ -241,12 +242,7 @@ def source_variables(spec: LayerSpec) -> dict:
     source = spec.source
     if source is None or spec.subgraph is not None or not hasattr(source, "weights"):
         return {}
-    return {_label(key): v for key, v in zip(_keras.variable_key_list(source), source.weights)}
-
-
-def _label(key) -> str:
-    name, occurrence = key
-    return name if occurrence == 0 else f"{name}#{occurrence}"
+    return {kinds.weight_label(key): v for key, v in zip(_keras.variable_key_list(source), source.weights)}
 
 
 class View:

@@ -28,16 +28,14 @@ from __future__ import annotations
 import numpy as np
 from keras import layers
 
+from keras_rewrite.graph import kinds
 from keras_rewrite.passes.rules import L, Refusal, Rule
 from keras_rewrite.passes.fold_batchnorm import refusal_before_bn
 
 __all__ = ["DropBiasBeforeBN", "BIASED_KINDS"]
 
 # The conv/dense layers whose bias is one value per output channel.
-BIASED_KINDS = (layers.Dense, layers.Conv1D, layers.Conv2D, layers.Conv3D,
-                layers.Conv1DTranspose, layers.Conv2DTranspose, layers.Conv3DTranspose,
-                layers.DepthwiseConv1D, layers.DepthwiseConv2D,
-                layers.SeparableConv1D, layers.SeparableConv2D)
+BIASED_KINDS = kinds.KERNEL_LAYERS
 
 
 class DropBiasBeforeBN(Rule):

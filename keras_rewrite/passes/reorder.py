@@ -98,6 +98,7 @@ import networkx as nx
 import numpy as np
 from keras import layers
 
+from keras_rewrite.graph import kinds
 from keras_rewrite.errors import PassError
 from keras_rewrite.graph.schema import LayerSpec
 from keras_rewrite.graph.view import Node, View
@@ -109,22 +110,14 @@ __all__ = ["ReorderBlocks", "Block", "find_blocks", "CATEGORIES", "DEFAULT_ORDER
 CATEGORIES = ("bn", "act", "pool", "drop")
 DEFAULT_ORDER = ("bn", "act", "pool", "drop")
 
-ANCHOR_CLASSES = (
-    layers.Conv1D, layers.Conv2D, layers.Conv3D,
-    layers.Conv1DTranspose, layers.Conv2DTranspose, layers.Conv3DTranspose,
-    layers.DepthwiseConv1D, layers.DepthwiseConv2D,
-    layers.SeparableConv1D, layers.SeparableConv2D,
-    layers.Dense,
-)
-MAX_POOL_CLASSES = (layers.MaxPooling1D, layers.MaxPooling2D, layers.MaxPooling3D)
-AVG_POOL_CLASSES = (layers.AveragePooling1D, layers.AveragePooling2D, layers.AveragePooling3D)
+ANCHOR_CLASSES = kinds.KERNEL_LAYERS
+MAX_POOL_CLASSES = kinds.MAX_POOLING
+AVG_POOL_CLASSES = kinds.AVERAGE_POOLING
 _CATEGORY_OF_CLASS = {
     layers.BatchNormalization: "bn",
-    **{cls: "act" for cls in (layers.Activation, layers.ReLU, layers.LeakyReLU, layers.ELU,
-                              layers.PReLU, layers.Softmax)},
+    **{cls: "act" for cls in kinds.ACTIVATION_LAYERS},
     **{cls: "pool" for cls in MAX_POOL_CLASSES + AVG_POOL_CLASSES},
-    **{cls: "drop" for cls in (layers.Dropout, layers.SpatialDropout1D, layers.SpatialDropout2D,
-                               layers.SpatialDropout3D)},
+    **{cls: "drop" for cls in kinds.DROPOUTS},
 }
 
 # Element-wise activations (by their Keras name) that are non-decreasing on all of R, so they

@@ -10,16 +10,15 @@ takes several tensors or feeds on a second output is left alone, with the reason
 """
 from __future__ import annotations
 
-from keras import layers
 
+from keras_rewrite.graph import kinds
 from keras_rewrite.errors import GraphError
 from keras_rewrite.graph.view import View
 from keras_rewrite.passes.base import Change, Pass, PassResult
 
 __all__ = ["StripInference", "TRAINING_ONLY"]
 
-TRAINING_ONLY = (layers.Dropout, layers.GaussianNoise, layers.GaussianDropout,
-                 layers.AlphaDropout, layers.ActivityRegularization)  # SpatialDropout* subclass Dropout
+TRAINING_ONLY = kinds.TRAINING_ONLY
 
 
 class StripInference(Pass):

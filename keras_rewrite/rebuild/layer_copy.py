@@ -8,6 +8,7 @@ import os
 import keras
 
 from keras_rewrite import _keras
+from keras_rewrite.graph import kinds
 from keras_rewrite._keras import Layer, copy_variable, sublayers
 from keras_rewrite.passes.live import set_live_regularizer
 
@@ -49,8 +50,7 @@ def set_copied_dtype_policy(layer, source, policy: str) -> None:
             if getattr(sub.dtype_policy, "name", None) != old:
                 continue
             name = getattr(getattr(sub, "activation", None), "__name__", "")
-            if isinstance(sub, keras.layers.Softmax) or name in ("softmax", "sigmoid",
-                                                                 "log_softmax"):
+            if isinstance(sub, keras.layers.Softmax) or name in kinds.FLOAT32_ACTIVATIONS:
                 continue
         sub.dtype_policy = policy
 

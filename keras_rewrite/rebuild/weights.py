@@ -6,6 +6,7 @@ straight from the original variables (no NumPy round trip, no extra full copy of
 """
 from __future__ import annotations
 
+from keras_rewrite.graph import kinds
 from keras_rewrite import _keras
 from keras_rewrite.rebuild import layer_copy
 from keras_rewrite.errors import WeightTransferError
@@ -28,9 +29,9 @@ def transfer_weights(spec, layer, *, copied_because=None, assets_dir=None) -> La
     source = spec.source
     if source is None or not isinstance(source, _keras.Layer):
         for key in _keras.variable_key_list(layer):
-            record.new.append((_weight_label(key), "new layer, no original to copy from"))
+            record.new.append((kinds.weight_label(key), "new layer, no original to copy from"))
         return record
-    labels = [_weight_label(key) for key in _keras.variable_key_list(layer)]
+    labels = [kinds.weight_label(key) for key in _keras.variable_key_list(layer)]
     if copied_because is not None:
         record.how = f"object copy: {copied_because}"
         record.carried.extend(labels)
@@ -65,7 +66,7 @@ def transfer_weights(spec, layer, *, copied_because=None, assets_dir=None) -> La
     used = set()
     for key, variable, old_key in pairs:
         original = old[old_key]
-        name = _weight_label(key)
+        name = kinds.weight_label(key)
         used.add(old_key)
         if tuple(original.shape) != tuple(variable.shape):
             record.new.append((name, f"shape changed: original {tuple(original.shape)}, "
@@ -84,17 +85,12 @@ def transfer_weights(spec, layer, *, copied_because=None, assets_dir=None) -> La
                 f"shape {tuple(original.shape)}, dtype {original.dtype}): {exc}") from exc
         record.carried.append(name)
     for key, _ in unmatched:
-        name = _weight_label(key)
+        name = kinds.weight_label(key)
         record.new.append((name, f"original layer '{source.name}' has no weight '{name}'"))
     for key in old:
         if key not in used:
-            record.dropped.append((_weight_label(key), "the rebuilt layer has no such weight"))
+            record.dropped.append((kinds.weight_label(key), "the rebuilt layer has no such weight"))
     return record
-
-
-def _weight_label(key) -> str:
-    name, occurrence = key
-    return name if occurrence == 0 else f"{name}#{occurrence}"
 
 
 def initialize_new_weights(spec, layer, record: LayerWeights) -> None:
@@ -124,7 +120,7 @@ def initialize_new_weights(spec, layer, record: LayerWeights) -> None:
     # Same config, same construction order: the twin's weights line up by position (names
     # of unnamed weights differ, see transfer_weights).
     for key, variable, drawn in zip(_keras.variable_key_list(layer), layer.weights, twin.weights):
-        if _weight_label(key) in new:
+        if kinds.weight_label(key) in new:
             variable.assign(drawn.value)
 
 
@@ -134,7 +130,7 @@ def set_pass_weights(spec, layer, record: LayerWeights) -> None:
     Raises:
         WeightTransferError: a label the layer has no weight for, or a value of another shape.
     """
-    variables = {_weight_label(key): v
+    variables = {kinds.weight_label(key): v
                  for key, v in zip(_keras.variable_key_list(layer), layer.weights)}
     for label, value in spec.weights.items():
         variable = variables.get(label)

@@ -7,6 +7,7 @@ import dataclasses
 import keras
 import numpy as np
 
+from keras_rewrite.graph import kinds
 from keras_rewrite.graph.schema import Slot, topological_order
 from keras_rewrite.passes.base import Pass
 from keras_rewrite.report import Change, PassResult
@@ -35,9 +36,10 @@ class _Del:
         return _Del(self.axis, tuple(sorted(set(self.indices) | set(other.indices))), self.width)
 
 
-_SOURCES = ("Dense", "Conv1D", "Conv2D", "Conv3D", "Conv1DTranspose", "Conv2DTranspose",
-            "Conv3DTranspose", "SeparableConv1D", "SeparableConv2D", "LSTM", "GRU", "SimpleRNN")
-_DEPTHWISE = ("DepthwiseConv1D", "DepthwiseConv2D")
+# Class names (the graph's `LayerSpec.class_name`): layers whose output channels can go.
+_SOURCES = kinds.names(kinds.DENSE + kinds.CONV + kinds.CONV_TRANSPOSE + kinds.SEPARABLE
+                       + kinds.RECURRENT)
+_DEPTHWISE = kinds.names(kinds.DEPTHWISE)
 _RNN_GATES = {"LSTM": 4, "GRU": 3, "SimpleRNN": 1}
 # Layers that keep each channel apart and in place (no weights, or per-channel ones below).
 _PASSTHROUGH = {

@@ -5,6 +5,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 
+from keras_rewrite.graph import kinds
 from keras_rewrite import _keras
 from keras_rewrite.errors import PassError
 from keras_rewrite.graph.schema import iter_graphs, to_graph
@@ -54,8 +55,8 @@ def _source_weights(spec) -> dict:
     if spec.source is None:
         return {}
     out = {}
-    for (name, k), v in zip(_keras.variable_key_list(spec.source), spec.source.weights):
-        out[name if k == 0 else f"{name}#{k}"] = np.asarray(keras.ops.convert_to_numpy(v))
+    for key, v in zip(_keras.variable_key_list(spec.source), spec.source.weights):
+        out[kinds.weight_label(key)] = np.asarray(keras.ops.convert_to_numpy(v))
     return out
 
 

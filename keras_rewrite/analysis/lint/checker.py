@@ -100,6 +100,7 @@ import dataclasses
 import keras
 from keras import layers
 
+from keras_rewrite.graph import kinds
 from keras_rewrite import _keras
 from keras_rewrite.rebuild import compile
 from keras_rewrite.errors import RewriteError
@@ -457,8 +458,7 @@ _VARIABLE_OF = {"kernel_regularizer": ("kernel",), "bias_regularizer": ("bias",)
                 "recurrent_regularizer": ("recurrent_kernel",),
                 "gamma_regularizer": ("gamma",), "beta_regularizer": ("beta",)}
 _OFFSET_KEYS = ("bias_regularizer", "gamma_regularizer", "beta_regularizer")
-_NORMALIZATIONS = (layers.BatchNormalization, layers.LayerNormalization,
-                   layers.GroupNormalization)
+_NORMALIZATIONS = kinds.NORMALIZATIONS
 
 
 def _layer_specs(graph):
