@@ -50,3 +50,32 @@ def insert_layer(model, layer, new_layer):
 def replace_layer(model, layer, new_layer):
     """A copy of `model` with `new_layer` in `layer`'s place (see `ReplaceLayer`)."""
     return run(model, ReplaceLayer(layer, new_layer))
+
+
+# ------------------------------------------------------------------ model-level surgery
+
+from keras_rewrite.surgery.heads import ReplaceHead, Truncate  # noqa: E402
+from keras_rewrite.surgery.outputs import AddOutputs, FeatureExtractor  # noqa: E402
+
+__all__ += ["add_outputs", "feature_extractor", "truncate", "replace_head", "AddOutputs",
+            "FeatureExtractor", "Truncate", "ReplaceHead"]
+
+
+def add_outputs(model, names):
+    """A copy of `model` whose outputs also hold the outputs of `names` (see `AddOutputs`)."""
+    return run(model, AddOutputs(names))
+
+
+def feature_extractor(model, names):
+    """A model giving {name: output of that layer} (see `FeatureExtractor`)."""
+    return run(model, FeatureExtractor(names))
+
+
+def truncate(model, at):
+    """A copy of `model` cut at layer `at`: its output is the output (see `Truncate`)."""
+    return run(model, Truncate(at))
+
+
+def replace_head(model, at, head):
+    """A copy of `model` cut at `at`, with `head` fed by its output (see `ReplaceHead`)."""
+    return run(model, ReplaceHead(at, head))
