@@ -79,3 +79,12 @@ def truncate(model, at):
 def replace_head(model, at, head):
     """A copy of `model` cut at `at`, with `head` fed by its output (see `ReplaceHead`)."""
     return run(model, ReplaceHead(at, head))
+
+from keras_rewrite.surgery.inputs import SetInputChannels  # noqa: E402
+
+__all__ += ["set_input_channels", "SetInputChannels"]
+
+
+def set_input_channels(model, n, how="sum", input_name=None):
+    """A copy of `model` whose input has `n` channels (see `SetInputChannels`)."""
+    return run(model, SetInputChannels(n, how, input_name))
