@@ -88,3 +88,22 @@ __all__ += ["set_input_channels", "SetInputChannels"]
 def set_input_channels(model, n, how="sum", input_name=None):
     """A copy of `model` whose input has `n` channels (see `SetInputChannels`)."""
     return run(model, SetInputChannels(n, how, input_name))
+
+from keras_rewrite.surgery.merging import Merge  # noqa: E402
+from keras_rewrite.surgery.naming import RenameLayers  # noqa: E402
+
+__all__ += ["rename_layers", "merge", "RenameLayers", "Merge"]
+
+
+def rename_layers(model, prefix=None, mapping=None, fn=None):
+    """A copy of `model` with renamed layers (see `RenameLayers`)."""
+    return run(model, RenameLayers(prefix, mapping, fn))
+
+
+def merge(models, how="outputs", name=None):
+    """One model of several (see `Merge`: how="outputs" or "concat"; clashing layer names
+    prefixed by their model's name and "_")."""
+    models = list(models)
+    if len(models) < 2:
+        raise SurgeryError(f"expected at least two models to merge, received {len(models)}")
+    return run(models[0], Merge(models[1:], how, name))
