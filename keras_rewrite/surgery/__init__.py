@@ -107,3 +107,23 @@ def merge(models, how="outputs", name=None):
     if len(models) < 2:
         raise SurgeryError(f"expected at least two models to merge, received {len(models)}")
     return run(models[0], Merge(models[1:], how, name))
+
+from keras_rewrite.surgery.freezing import Freeze, Unfreeze, apply_flags  # noqa: E402
+
+__all__ += ["freeze", "unfreeze", "Freeze", "Unfreeze"]
+
+
+def freeze(model, patterns):
+    """A copy of `model` with the layers matching `patterns` frozen (see `Freeze`)."""
+    surgery_pass = Freeze(patterns)
+    new = run(model, surgery_pass)
+    apply_flags(new, surgery_pass.flags)
+    return new
+
+
+def unfreeze(model, patterns):
+    """A copy of `model` with the layers matching `patterns` trainable (see `Unfreeze`)."""
+    surgery_pass = Unfreeze(patterns)
+    new = run(model, surgery_pass)
+    apply_flags(new, surgery_pass.flags)
+    return new
