@@ -127,3 +127,13 @@ def unfreeze(model, patterns):
     new = run(model, surgery_pass)
     apply_flags(new, surgery_pass.flags)
     return new
+
+from keras_rewrite.surgery.blocks import ReplaceBlock  # noqa: E402
+
+__all__ += ["replace_block", "ReplaceBlock"]
+
+
+def replace_block(model, first, last, new):
+    """A copy of `model` with the layers from `first` to `last` replaced by `new` (see
+    `ReplaceBlock`)."""
+    return run(model, ReplaceBlock(first, last, new))
