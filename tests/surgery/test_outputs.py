@@ -133,3 +133,22 @@ def test_replace_head(kind):
         np.testing.assert_allclose(new.predict(x, verbose=0), head.predict(feats, verbose=0),
                                    rtol=1e-6, atol=1e-6)
     assert tuple(model.output.shape) == (None, 3)
+
+
+@pytest.mark.slow
+def test_add_outputs_on_resnet50_inside_a_classifier():
+    backbone = keras.applications.ResNet50(weights=None, include_top=False,
+                                           input_shape=(64, 64, 3))
+    inp = keras.Input((64, 64, 3))
+    out = L.Dense(5, name="head")(L.GlobalAveragePooling2D(name="pool")(backbone(inp)))
+    model = keras.Model(inp, out, name="clf")
+    new = surgery.add_outputs(model, ["resnet50/conv4_block6_out", "conv3_block4_out"])
+    x = np.random.default_rng(0).uniform(size=(2, 64, 64, 3)).astype("float32")
+    logits, c4, c3 = new.predict(x, verbose=0)
+    np.testing.assert_array_equal(logits, model.predict(x, verbose=0))
+    feats = keras.Model(backbone.input, [backbone.get_layer("conv4_block6_out").output,
+                                         backbone.get_layer("conv3_block4_out").output])
+    want4, want3 = feats.predict(x, verbose=0)
+    np.testing.assert_array_equal(c4, want4)
+    np.testing.assert_array_equal(c3, want3)
+    assert c4.shape == (2, 4, 4, 1024)
