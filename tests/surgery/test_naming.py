@@ -94,3 +94,17 @@ def test_merge_of_models_of_the_same_name_numbers_the_prefix():
     ya, yb = merged.predict([x, x], verbose=0)
     np.testing.assert_array_equal(ya, a.predict(x, verbose=0))
     np.testing.assert_array_equal(yb, b.predict(x, verbose=0))
+
+
+def test_merge_pass_takes_model_file_paths(tmp_path):
+    import keras_rewrite
+
+    a, b = mlp("a", 1), mlp("b", 2)
+    path = str(tmp_path / "b.keras")
+    b.save(path)
+    merged = keras_rewrite.rewrite(a, [surgery.Merge([path], how="outputs", name="ab")])
+    assert merged.name == "ab"
+    x = data()
+    ya, yb = merged.predict([x, x], verbose=0)
+    np.testing.assert_array_equal(ya, a.predict(x, verbose=0))
+    np.testing.assert_array_equal(yb, b.predict(x, verbose=0))
