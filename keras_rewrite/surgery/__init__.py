@@ -108,25 +108,19 @@ def merge(models, how="outputs", name=None):
         raise SurgeryError(f"expected at least two models to merge, received {len(models)}")
     return run(models[0], Merge(models[1:], how, name))
 
-from keras_rewrite.surgery.freezing import Freeze, Unfreeze, apply_flags  # noqa: E402
+from keras_rewrite.surgery.freezing import Freeze, Unfreeze  # noqa: E402
 
 __all__ += ["freeze", "unfreeze", "Freeze", "Unfreeze"]
 
 
 def freeze(model, patterns):
     """A copy of `model` with the layers matching `patterns` frozen (see `Freeze`)."""
-    surgery_pass = Freeze(patterns)
-    new = run(model, surgery_pass)
-    apply_flags(new, surgery_pass.flags)
-    return new
+    return run(model, Freeze(patterns))
 
 
 def unfreeze(model, patterns):
     """A copy of `model` with the layers matching `patterns` trainable (see `Unfreeze`)."""
-    surgery_pass = Unfreeze(patterns)
-    new = run(model, surgery_pass)
-    apply_flags(new, surgery_pass.flags)
-    return new
+    return run(model, Unfreeze(patterns))
 
 from keras_rewrite.surgery.blocks import ReplaceBlock  # noqa: E402
 

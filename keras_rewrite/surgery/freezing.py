@@ -7,21 +7,20 @@ model sets that model's own flag back to trainable (its other layers stay frozen
 BatchNormalization runs in inference mode even in `fit` (Keras 3 does so for a layer with
 trainable=False): its moving statistics stay as they are.
 
-Known gap: the rebuild (`keras_rewrite.rebuild.rebuilder`, `_keras.carry_trainable_flags`)
-gives every rebuilt layer its source layer's `trainable` flag after creating it from its
-config, so the flag the pass writes in the config does not survive `keras_rewrite.rewrite`
-alone. `freeze` / `unfreeze` therefore set the flags the pass decided (`Freeze.flags`,
-{layer path: trainable}) on the rebuilt model afterwards; a pass list run through
-`rewrite` needs the same (`apply_flags(model, pass_.flags)`).
+The rebuild gives a re-created layer its source layer's `trainable` flags (sub-layers' too),
+so a layer whose flag changes gets, as its source, a copy of the original layer with the new
+flag (`_keras.copy_layer_object`: its own variables, holding the same values; the original is
+untouched); the copy lives only as long as the graph.
 """
 from __future__ import annotations
 
 from fnmatch import fnmatchcase
 
+from keras_rewrite import _keras
 from keras_rewrite.passes.base import Pass
 from keras_rewrite.report import Change, PassResult
 from keras_rewrite.surgery._common import as_list
-from keras_rewrite.surgery.errors import LayerNotFoundError, SurgeryError
+from keras_rewrite.surgery.errors import LayerNotFoundError, UnsupportedLayerError
 
 
 def _walk(graph, prefix="", parents=()):
@@ -38,42 +37,30 @@ def _walk(graph, prefix="", parents=()):
             yield from _walk(spec.subgraph, path + "/", (*parents, spec.subgraph))
 
 
-def _path_of(layers, subgraph):
-    return next(p for p, spec, _ in layers if spec.subgraph is subgraph)
-
-
 def _matches(path, pattern):
     return fnmatchcase(path if "/" in pattern else path.rsplit("/", 1)[-1], pattern)
 
 
-def apply_flags(model, flags) -> None:
-    """Set `trainable` on `model`'s layers by path ({"outer/inner": bool}); a nested model's
-    own flag only (its layers' paths are in `flags` when they change too)."""
-    from keras_rewrite import _keras
-
-    for path, value in flags.items():
-        layer = model
-        for part in path.split("/"):
-            layer = layer.get_layer(part)
-        if _keras.is_graph_model(layer):
-            _keras.set_own_trainable(layer, value)
-        else:
-            layer.trainable = value
-
-
-def _set(spec, value, path, changes, flags=None):
+def _set(spec, value, path, changes):
     if spec.subgraph is not None:
         if spec.subgraph.graph.get("trainable", True) != value:
             spec.subgraph.graph["trainable"] = value
             changes.append(Change(path, "frozen" if not value else "unfrozen"))
-        flags[path] = value
         for inner_path, inner, _ in _walk(spec.subgraph, path + "/"):
-            _set(inner, value, inner_path, changes, flags)
+            _set(inner, value, inner_path, changes)
         return
-    if spec.config.get("trainable", True) != value:
-        spec.config["trainable"] = value
+    if spec.source is not None and spec.source.trainable != value:
+        try:
+            spec.source = _keras.copy_layer_object(spec.source)
+        except Exception as exc:
+            raise UnsupportedLayerError(
+                f"cannot {'freeze' if not value else 'unfreeze'} layer '{path}' "
+                f"({spec.class_name}): its object cannot be copied to carry the new flag: "
+                f"{type(exc).__name__}: {exc}") from None
+        spec.source.trainable = value
         changes.append(Change(path, "frozen" if not value else "unfrozen"))
-    flags[path] = value
+    if "trainable" in spec.config:
+        spec.config["trainable"] = value
 
 
 class Freeze(Pass):
@@ -95,7 +82,6 @@ class Freeze(Pass):
     def run(self, graph) -> PassResult:
         layers = list(_walk(graph))
         changes, done = [], set()
-        self.flags = flags = {}  # {layer path: trainable}, what `apply_flags` sets
         for pattern in self.patterns:
             hits = [(path, spec, parents) for path, spec, parents in layers
                     if _matches(path, pattern)]
@@ -107,13 +93,11 @@ class Freeze(Pass):
                 if path in done:
                     continue
                 done.add(path)
-                _set(spec, self.value, path, changes, flags)
+                _set(spec, self.value, path, changes)
                 if self.value:  # a layer is only trained when every model around it is
                     for g in (graph, *parents):
                         if not g.graph.get("trainable", True):
                             g.graph["trainable"] = True
-                            if g is not graph:
-                                flags.setdefault(_path_of(layers, g), True)
                             changes.append(Change(g.graph["name"], "unfrozen",
                                                   "its own flag, to train what is inside"))
         return PassResult(self.name, bool(changes), changes, outputs_unchanged=True)
@@ -127,4 +111,4 @@ class Unfreeze(Freeze):
     value = True
 
 
-__all__ = ["Freeze", "Unfreeze", "apply_flags", "SurgeryError"]
+__all__ = ["Freeze", "Unfreeze"]

@@ -1,7 +1,6 @@
 """`Truncate` and `ReplaceHead`: cut a model at a layer's output, and put a new head there."""
 from __future__ import annotations
 
-import keras
 
 from keras_rewrite.graph.edit import insert_after
 from keras_rewrite.passes.base import Pass

@@ -72,3 +72,18 @@ def test_a_fit_step_leaves_frozen_weights_and_bn_statistics_unchanged():
 def test_a_pattern_matching_nothing_is_named():
     with pytest.raises(LayerNotFoundError, match="'conv\\*' matches no layer"):
         surgery.freeze(model_with_backbone(), ["conv*"])
+
+
+def test_the_passes_work_through_rewrite_and_report_each_layer():
+    import keras_rewrite
+
+    model = model_with_backbone()
+    result = keras_rewrite.rewrite_with_report(model, [surgery.Freeze(["backbone"]),
+                                                       surgery.Unfreeze(["bn2"])])
+    assert trainable(result.model) == {"c1": False, "bn1": False, "c2": False, "bn2": True,
+                                       "fc": True}
+    frozen = {c.layer for c in result.report.passes[0].changes if c.action == "frozen"}
+    assert frozen == {"backbone", "backbone/c1", "backbone/bn1", "backbone/c2", "backbone/bn2"}
+    assert set(trainable(model).values()) == {True}
+    # the copies the pass made are not the original's variables
+    assert not ({id(v) for v in result.model.weights} & {id(v) for v in model.weights})
