@@ -101,3 +101,17 @@ def test_resnet50_to_gray_by_sum_equals_the_repeated_gray_image():
     got = gray.predict(g, verbose=0)
     want = model.predict(np.repeat(g, 3, axis=-1), verbose=0)
     assert np.max(np.abs(got - want)) <= 1e-4 * np.max(np.abs(want))
+
+
+def test_dense_reading_the_input_directly_and_a_nested_reader_refused():
+    keras.utils.set_random_seed(1)
+    inp = keras.Input((4,))
+    model = keras.Model(inp, L.Dense(3, name="d")(inp))
+    new = surgery.set_input_channels(model, 2, "repeat")
+    k = model.get_layer("d").get_weights()[0]
+    np.testing.assert_allclose(new.get_layer("d").get_weights()[0], k[[0, 1]] * 2.0, rtol=1e-6)
+    inner = keras.Model(inp, L.Dense(3, name="d2")(inp), name="inner")
+    outer_in = keras.Input((4,))
+    outer = keras.Model(outer_in, inner(outer_in))
+    with pytest.raises(UnsupportedLayerError, match="'inner' \\(Functional\\)"):
+        surgery.set_input_channels(outer, 1)
