@@ -12,6 +12,11 @@ every weight that still fits carried over). The original model is never touched.
                                      surgery.l1_norm_channels(model, "conv1", 0.3))
     pruned = keras_rewrite.rewrite(model, [surgery.DeleteChannels("conv1", [0])])
 
+Model-level surgery, each a pass too, in its own module: `add_outputs` / `feature_extractor`
+(outputs.py), `truncate` / `replace_head` (heads.py), `set_input_channels` (inputs.py),
+`rename_layers` (naming.py), `merge` (merging.py), `freeze` / `unfreeze` (freezing.py),
+`replace_block` (blocks.py).
+
 `layer` is a Layer object or a layer name, found anywhere in the model (nested models too).
 Every refusal is a `SurgeryError` (a `RewriteError`) naming the layer and, for channels, the
 index: see the error classes below.

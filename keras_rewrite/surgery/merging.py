@@ -94,11 +94,13 @@ class Merge(Pass):
         if clash:
             raise SurgeryError(f"merging models {model_names}: prefixing by the model name "
                                f"still leaves layers named {clash} in several models")
-        outputs = [o for g in graphs for o in _outputs(g)]
         first_inputs = list(graph.graph["inputs"])
+        feeds = [dict(zip(g.graph["inputs"], first_inputs)) if self.how == "concat" and i
+                 else {} for i, g in enumerate(graphs)]
+        outputs = [(feed.get(u, u), index, shapes) for g, feed in zip(graphs, feeds)
+                   for u, index, shapes in _outputs(g)]
         clear_outputs(graph)
-        for g in graphs[1:]:
-            feed = (dict(zip(g.graph["inputs"], first_inputs)) if self.how == "concat" else {})
+        for g, feed in zip(graphs[1:], feeds[1:]):
             for n, d in g.nodes(data=True):
                 if d["kind"] != "output" and n not in feed:
                     graph.add_node(n, **d)

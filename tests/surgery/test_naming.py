@@ -108,3 +108,13 @@ def test_merge_pass_takes_model_file_paths(tmp_path):
     ya, yb = merged.predict([x, x], verbose=0)
     np.testing.assert_array_equal(ya, a.predict(x, verbose=0))
     np.testing.assert_array_equal(yb, b.predict(x, verbose=0))
+
+
+def test_concat_with_a_model_whose_output_is_its_input():
+    a = mlp("a", 1)
+    inp = keras.Input((6,), name="raw")
+    identity = keras.Model(inp, inp, name="ident")
+    merged = surgery.merge([a, identity], how="concat")
+    x = data()
+    np.testing.assert_array_equal(merged.predict(x, verbose=0),
+                                  np.concatenate([a.predict(x, verbose=0), x], axis=-1))
