@@ -14,6 +14,8 @@ How the kernel's input-channel axis (old count C -> new count n) is adapted:
 
 Normalization's mean/variance: "sum"/"mean" give every new channel the mean of the old ones,
 "repeat" cycles them, "zeros" keeps the first ones and gives new ones mean 0, variance 1.
+(So "sum" through a Normalization is exact only when its channels share their statistics;
+an adapted Normalization becomes one with constant mean/variance in its config.)
 """
 from __future__ import annotations
 

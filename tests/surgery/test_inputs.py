@@ -115,3 +115,11 @@ def test_dense_reading_the_input_directly_and_a_nested_reader_refused():
     outer = keras.Model(outer_in, inner(outer_in))
     with pytest.raises(UnsupportedLayerError, match="'inner' \\(Functional\\)"):
         surgery.set_input_channels(outer, 1)
+
+
+def test_per_channel_rescaling_is_refused_naming_it():
+    inp = keras.Input((8, 8, 3))
+    x = L.Rescaling([1.0, 2.0, 3.0], name="per_channel")(inp)
+    model = keras.Model(inp, L.Conv2D(2, 1, name="c")(x))
+    with pytest.raises(UnsupportedLayerError, match="'per_channel' \\(Rescaling\\).*scalar scale"):
+        surgery.set_input_channels(model, 1)
