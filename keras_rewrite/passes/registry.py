@@ -42,6 +42,7 @@ from pathlib import Path
 __all__ = ["passes", "options", "option_table", "declarations", "Declaration", "REQUIRED"]
 
 PACKAGE = "keras_rewrite.passes"  # absolute: this module may be loaded without its package
+SURGERY_PACKAGE = "keras_rewrite.surgery"
 ENTRY_POINT_GROUP = "keras_rewrite.passes"
 REQUIRED = inspect.Parameter.empty  # the "default" of an option that has none
 _HERE = Path(__file__).resolve().parent
@@ -81,7 +82,7 @@ def passes() -> dict[str, type]:
 
     found: dict[str, type] = {}
     for name in _pass_module_names():
-        module = importlib.import_module(f"{PACKAGE}.{name}")
+        module = importlib.import_module(name)
         for cls in _pass_classes(module, Pass):
             _add(found, cls, f"module {module.__name__}")
     for cls, where in _entry_point_classes():
@@ -90,9 +91,17 @@ def passes() -> dict[str, type]:
 
 
 def _pass_module_names() -> list[str]:
-    """This package's modules that may hold passes, in name order."""
-    return sorted(p.stem for p in _HERE.glob("*.py")
-                  if p.stem not in _NOT_PASSES and not p.stem.startswith("_"))
+    """The modules that may hold built-in passes: this package's, in name order, then the
+    surgery package's that declare a ``short_name`` (model edits, a layer above; named here,
+    not imported, so that `keras_rewrite.rewrite(model, ["freeze"])` and the command line find
+    them like any other pass)."""
+    own = sorted(f"{PACKAGE}.{p.stem}" for p in _HERE.glob("*.py")
+                 if p.stem not in _NOT_PASSES and not p.stem.startswith("_"))
+    surgery = sorted(f"{SURGERY_PACKAGE}.{p.stem}" for p in (_ROOT / "keras_rewrite" /
+                                                            "surgery").glob("*.py")
+                     if not p.stem.startswith("_")
+                     and "short_name = " in p.read_text(encoding="utf-8"))
+    return own + surgery
 
 
 def _pass_classes(module, base: type) -> list[type]:
@@ -172,8 +181,7 @@ def _declarations_from_source(strict: bool = False) -> dict[str, Declaration]:
     every built-in pass is read without importing); otherwise that module is imported.
     """
     found: dict[str, Declaration] = {}
-    for name in _pass_module_names():
-        module = f"{PACKAGE}.{name}"
+    for module in _pass_module_names():
         try:
             read = _read_module(module)
         except Unreadable:

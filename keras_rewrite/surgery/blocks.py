@@ -9,6 +9,7 @@ from __future__ import annotations
 import keras
 
 from keras_rewrite import _keras
+from keras_rewrite.rebuild import layer_copy
 from keras_rewrite.errors import GraphError
 from keras_rewrite.graph.edit import check_linear_run
 from keras_rewrite.graph.schema import Slot
@@ -37,7 +38,7 @@ def _output_shape(spec, obj, in_shape):
     if spec.subgraph is not None:
         return tuple(obj.compute_output_shape(in_shape))
     layer = _keras.new_operation(spec.cls, spec.config, spec.source)
-    with _keras.zero_initializers(layer):
+    with layer_copy.zero_initializers(layer):
         return tuple(layer(keras.KerasTensor(in_shape)).shape)
 
 

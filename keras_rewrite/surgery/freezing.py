@@ -9,14 +9,14 @@ trainable=False): its moving statistics stay as they are.
 
 The rebuild gives a re-created layer its source layer's `trainable` flags (sub-layers' too),
 so a layer whose flag changes gets, as its source, a copy of the original layer with the new
-flag (`_keras.copy_layer_object`: its own variables, holding the same values; the original is
+flag (`layer_copy.copy_layer_object`: its own variables, holding the same values; the original is
 untouched); the copy lives only as long as the graph.
 """
 from __future__ import annotations
 
 from fnmatch import fnmatchcase
 
-from keras_rewrite import _keras
+from keras_rewrite.rebuild import layer_copy
 from keras_rewrite.passes.base import Pass
 from keras_rewrite.report import Change, PassResult
 from keras_rewrite.surgery._common import as_list
@@ -51,7 +51,7 @@ def _set(spec, value, path, changes):
         return
     if spec.source is not None and spec.source.trainable != value:
         try:
-            spec.source = _keras.copy_layer_object(spec.source)
+            spec.source = layer_copy.copy_layer_object(spec.source)
         except Exception as exc:
             raise UnsupportedLayerError(
                 f"cannot {'freeze' if not value else 'unfreeze'} layer '{path}' "
@@ -73,7 +73,7 @@ class Freeze(Pass):
     outputs_unchanged = True
     value = False
 
-    def __init__(self, patterns=()):
+    def __init__(self, patterns):
         self.patterns = [str(p) for p in as_list(patterns, "patterns", "glob patterns")]
 
     def get_config(self):

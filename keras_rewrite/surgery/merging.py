@@ -53,7 +53,7 @@ class Merge(Pass):
     structural = True
     outputs_unchanged = False
 
-    def __init__(self, models=(), how="outputs", name=None):
+    def __init__(self, models, how="outputs", name=None):
         if how not in HOWS:
             raise SurgeryError(f"expected how to be one of {list(HOWS)}, received {how!r}")
         if isinstance(models, (str, keras.Model)):

@@ -37,7 +37,7 @@ class AddOutputs(Pass):
     structural = True
     outputs_unchanged = True
 
-    def __init__(self, names=()):
+    def __init__(self, names):
         self.names = list(as_list(names, "names"))
 
     def get_config(self):
@@ -73,7 +73,7 @@ class FeatureExtractor(Pass):
     structural = True
     outputs_unchanged = False
 
-    def __init__(self, names=()):
+    def __init__(self, names):
         self.names = list(as_list(names, "names"))
 
     def get_config(self):
