@@ -22,7 +22,7 @@ def test_core_and_pass_tests_pass_under_jax():
     env = dict(os.environ, KERAS_BACKEND="jax")
     run = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-m", "not slow", "-p", "no:cacheprovider",
-         *[str(HERE / name) for name in PORTABLE_TESTS]],
+         *[str(next(HERE.rglob(name))) for name in PORTABLE_TESTS]],
         env=env, capture_output=True, text=True, timeout=1800, cwd=HERE.parent)
     assert run.returncode == 0, run.stdout[-5000:] + run.stderr[-2000:]
     assert " passed" in run.stdout.splitlines()[-1] and "failed" not in run.stdout.splitlines()[-1]

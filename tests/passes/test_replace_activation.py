@@ -17,7 +17,7 @@ from keras_rewrite import passes as passes_module
 from keras_rewrite.passes import ReplaceActivation
 from helpers import all_layers, assert_identical_copy, predict
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
+ROOT = pathlib.Path(__file__).resolve().parent.parent.parent
 
 
 # ------------------------------------------------------------- the independent reference

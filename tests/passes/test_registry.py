@@ -12,7 +12,7 @@ import keras_rewrite
 from keras_rewrite import passes as passes_module
 from keras_rewrite.passes import Pass, PassResult, registry
 
-README = pathlib.Path(__file__).resolve().parent.parent / "README.md"
+README = pathlib.Path(__file__).resolve().parent.parent.parent / "README.md"
 
 
 class Tagger(Pass):
@@ -106,7 +106,7 @@ def test_the_source_reader_gives_every_built_in_pass_s_declaration_as_imported()
 
 def test_listing_the_passes_imports_neither_keras_nor_tensorflow():
     """`keras-rewrite passes` in a fresh interpreter: the same table, no Keras loaded."""
-    root = str(pathlib.Path(__file__).resolve().parent.parent)
+    root = str(pathlib.Path(__file__).resolve().parent.parent.parent)
     script = ("import sys\n"
               "from keras_rewrite.cli.entry import main\n"
               "code = main(['passes'])\n"
