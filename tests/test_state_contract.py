@@ -300,3 +300,39 @@ def test_the_reload_check_ignores_where_input_layers_are_tracked_but_not_a_reord
     assert compare_models(reference, model("ab", True)).differences == []
     (moved, *_) = compare_models(reference, model("ba", True)).differences
     assert str(moved) == "layer 'a': position expected after 'x', received after 'b'"
+
+
+def test_the_value_proof_compares_bits_nan_and_signed_zero_included():
+    from keras_rewrite.verify import fidelity
+
+    a, b = layers.Dense(3), layers.Dense(3)
+    a.build((None, 2))
+    b.build((None, 2))
+    kernel = np.array([[np.nan, -0.0, 1.0], [2.0, 3.0, 4.0]], "float32")
+    a.kernel.assign(kernel)
+    b.kernel.assign(kernel)
+    assert fidelity.value_difference(a, b) is None  # NaN == NaN bit for bit
+    b.kernel.assign(np.where(kernel == 0, 0.0, kernel).astype("float32"))  # -0.0 -> +0.0
+    assert fidelity.value_difference(a, b) == f"variable '{a.kernel.path}' holds other values"
+    b.kernel.assign(np.nextafter(kernel, np.float32(9)).astype("float32"))
+    assert fidelity.value_difference(a, b) is not None
+    # A model with NaN weights is still copied, not refused.
+    x = keras.Input((2,))
+    model = keras.Model(x, layers.Dense(3, name="d")(x))
+    model.get_layer("d").kernel.assign(kernel)
+    assert variables_of(keras_rewrite.rewrite(model, [])) == variables_of(model)
+
+
+def test_the_value_proof_on_the_host_path_compares_bits_too(monkeypatch):
+    from keras_rewrite.verify import fidelity
+
+    monkeypatch.setattr(fidelity.keras.backend, "backend", lambda: "jax")  # the numpy path
+    a, b = layers.Dense(2), layers.Dense(2)
+    a.build((None, 2))
+    b.build((None, 2))
+    kernel = np.array([[np.nan, -0.0], [1.0, 2.0]], "float32")
+    a.kernel.assign(kernel)
+    b.kernel.assign(kernel)
+    assert fidelity.value_difference(a, b) is None
+    b.kernel.assign(np.abs(kernel))
+    assert fidelity.value_difference(a, b) is not None
