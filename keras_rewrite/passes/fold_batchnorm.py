@@ -16,7 +16,11 @@ SeparableConv1D/2D            pointwise_kernel[..., c]; the depthwise kernel is 
 A missing bias (``use_bias=False``) is created; a BN without ``scale`` or ``center`` counts
 gamma = 1 or beta = 0. Refused, with the reason in the report, where the fold would not be
 exact: a fused non-linear activation on the layer, a BatchNormalization over another axis than
-the layer's channels, the layer's output also used elsewhere (fan-out; see `keras_rewrite.passes.rules`).
+the layer's channels, the layer's output also used elsewhere (fan-out; see `keras_rewrite.passes.rules`),
+a quantized layer (its kernel holds int8/int4 values with a scale, or float8 with amax
+histories: scaling it as a float kernel and casting back is off by 1.4-3.7 on a small Dense) and
+a LoRA-enabled layer (its output adds ``A @ B``, which the fold would not scale: off by 2.1).
+A `quantize` pass run *before* this one is fine: the rebuild folds first, then quantizes.
 Inference outputs equal the original's up to float32 rounding (not bit for bit).
 """
 from __future__ import annotations
@@ -39,6 +43,10 @@ def refusal_before_bn(layer, bn) -> Refusal | None:
     """Why the per-channel affine map of `bn` cannot be moved into `layer`, the conv/dense
     call right before it: a fused non-linear activation in between, or a BatchNormalization
     over another axis than the layer's channels. None when it can."""
+    state = _quantized_or_lora(layer)
+    if state is not None:
+        return Refusal(f"'{layer.name}' is {state}: folding scales a float kernel, which would "
+                       "change its outputs")
     activation = layer.config.get("activation", "linear")
     if activation not in ("linear", None):
         return Refusal(f"'{layer.name}' has a fused activation={activation!r} between its "
@@ -51,6 +59,36 @@ def refusal_before_bn(layer, bn) -> Refusal | None:
         return Refusal(f"'{bn.name}' normalizes axis {bn.config['axis']}, not the channel "
                        f"axis of '{layer.name}' (expected {channels})")
     return None
+
+
+def _quantized_or_lora(layer) -> str | None:
+    """What makes `layer`'s kernel not a plain float kernel (quantized, LoRA), or None."""
+    import keras
+
+    config = layer.config
+    spec = getattr(layer, "spec", None)
+    source = getattr(spec, "source", None)
+    mode = getattr(source, "quantization_mode", None)
+    if mode is None and isinstance(config.get("dtype"), (dict, str)):
+        try:
+            mode = getattr(keras.dtype_policies.get(config["dtype"]), "quantization_mode", None)
+        except Exception:
+            mode = None
+    if mode is not None:
+        return f"{mode}-quantized (dtype policy {_policy_name(source, config)})"
+    rank = config.get("lora_rank") or (getattr(source, "lora_rank", None)
+                                       if getattr(source, "lora_enabled", False) else None)
+    if rank:
+        return f"LoRA-enabled (lora_rank={rank})"
+    return None
+
+
+def _policy_name(source, config) -> str:
+    policy = getattr(source, "dtype_policy", None)
+    if policy is not None and policy.name:
+        return repr(policy.name)
+    dtype = config.get("dtype")
+    return repr(dtype.get("config", {}).get("name") if isinstance(dtype, dict) else dtype)
 
 
 class FoldBatchNorm(Rule):

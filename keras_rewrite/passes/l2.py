@@ -29,6 +29,15 @@ LSTMCell, GRUCell, SimpleRNNCell            kernel_regularizer -> kernel,
 (inside RNN(cell))                          recurrent_regularizer -> recurrent_kernel
 ==========================================  ===============================================
 
+Left without L2, each with the reason in the report (read on the original layer): a
+quantized int8/int4 kernel (integers with a scale, not trainable: Keras counts regularizers
+of trainable variables only, so L2 would add nothing to the loss; float8 kernels are float32
+and trainable and get L2), a kernel variable frozen by itself, and the kernel of a
+LoRA-enabled layer. On LoRA the decision is: no L2 on lora_kernel_a/b either. Keras's
+`enable_lora` would give them ``kernel_regularizer``, but a layer whose config changed is
+carried by Keras's save protocol, which merges ``A @ B`` into the kernel and zeroes A and B,
+so the adapter could never train again; the layer is left untouched, and exact.
+
 Subclasses of these classes are handled like them. With ``include_biases=True`` the bias
 (``bias_regularizer -> bias``) is added where the layer has one.
 
@@ -183,6 +192,7 @@ class _Decision:
     assignments: list  # of _Assignment; empty when the whole layer is skipped
     skip_reason: str = ""
     source: str = ""  # where the coefficient came from: "factor" or "per_layer['...']"
+    note: str = ""  # what the regularizer acts on, when not the plain kernel (LoRA)
 
 
 class L2Regularization(Pass):
@@ -371,10 +381,16 @@ class L2Regularization(Pass):
                 decisions.append(_Decision(site, [], f"coefficient 0 from {source}", source))
                 continue
             wanted = _serialized_l2(coefficient)
-            assignments = []
+            assignments, left, notes = [], [], []
             for weight in site.kind.weights:
                 if weight.is_bias and not (self.include_biases and _has_bias(site.config)):
                     continue
+                why, note = _state_of_weight(site, weight)
+                if why is not None:
+                    left.append(why)
+                    continue
+                if note:
+                    notes.append(note)
                 existing = existing_of(site, weight)
                 if existing is None:
                     status = "add"
@@ -383,7 +399,8 @@ class L2Regularization(Pass):
                 else:
                     status = "replace" if self.existing == "replace" else "keep"
                 assignments.append(_Assignment(weight, coefficient, status, existing))
-            decisions.append(_Decision(site, assignments, "", source))
+            decisions.append(_Decision(site, assignments, "; ".join(left), source,
+                                       "; ".join(notes)))
         return decisions
 
     # ------------------------------------------------------------------ the two ways to apply
@@ -476,10 +493,42 @@ class L2Regularization(Pass):
         detail = "; ".join(parts)
         if changed:
             detail += f" (coefficient from {decision.source})"
+            if decision.note:
+                detail += f"; {decision.note}"
             if spec.config.get("trainable") is False:
                 detail += ("; the layer is frozen (trainable=False), so its penalty counts "
                            "only once it is unfrozen")
+        if decision.skip_reason:  # some weights of the layer were left out
+            detail += f"; left without L2: {decision.skip_reason}"
         return Change(label, "added_regularizer" if changed else "skipped", detail)
+
+
+_QUANTIZED_INTEGER = ("int8", "int4", "gptq", "awq")
+
+
+def _state_of_weight(site: _Site, weight: _Weight) -> tuple[str | None, str]:
+    """(why L2 would add nothing for this weight of the live layer, or None; a note on
+    what it acts on). Read on the original layer: a quantized kernel holds integers with a
+    scale and is not trainable (Keras counts regularizers of trainable variables only)."""
+    layer = site.layer
+    if layer is None or not hasattr(layer, "weights"):
+        return None, ""
+    mode = getattr(layer, "quantization_mode", None)
+    lora = bool(getattr(layer, "lora_enabled", False))
+    if not weight.is_bias and mode in _QUANTIZED_INTEGER and not lora:
+        return (f"{weight.variable} is {mode}-quantized ({mode} values with a scale, not "
+                "trainable): L2 would add nothing to the loss"), ""
+    if not weight.is_bias and lora:
+        return (f"{weight.variable} has LoRA (rank {layer.lora_rank}"
+                f"{', ' + mode + '-quantized' if mode else ''}): the kernel is frozen, and L2 "
+                "on lora_kernel_a/b would need a changed config, which the rebuild carries "
+                "through Keras's save protocol: it merges A @ B into the kernel and zeroes "
+                "A and B (the adapter could not train again); left as it is"), ""
+    variable = live.regularized_variable(layer, weight.variable, site.kind.in_cell)
+    if getattr(variable, "trainable", True) is False and getattr(layer, "trainable", True):
+        return (f"variable '{weight.variable}' is not trainable (frozen by itself): L2 would "
+                "add nothing to the loss"), ""
+    return None, ""
 
 
 def _specificity(pattern: str) -> int:
@@ -512,6 +561,10 @@ def _uncovered_kernels(view: View, decisions) -> list[Change]:
     covered = set()
     for decision in decisions:
         site = decision.site
+        if getattr(site.layer, "lora_enabled", False) or getattr(
+                site.layer, "quantization_mode", None):
+            # Its decision (L2 on the LoRA factors, or why not) already names these.
+            covered.update(id(v) for v in getattr(site.layer, "weights", ()))
         for weight in site.kind.weights if site.kind else ():
             covered.add(id(live.regularized_variable(site.layer, weight.variable,
                                                        site.kind.in_cell)))

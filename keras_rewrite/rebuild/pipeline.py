@@ -74,8 +74,12 @@ def _record_recipe(model, passes, new_model, report) -> None:
             f"when loading, so {type(model).__name__}'s constructor arguments cannot stand for "
             "it")
         return
+    from keras_rewrite._keras import policies_kept
+
     try:
-        original = keras.saving.serialize_keras_object(model)
+        # Keras's DTypePolicyMap.get_config renames the live policies it holds: undo that.
+        with policies_kept(model):
+            original = keras.saving.serialize_keras_object(model)
         json.dumps(original)
     except Exception as exc:
         report.notes.append(f"model '{new_model.name}' saves as a graph: the original's config "

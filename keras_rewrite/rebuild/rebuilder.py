@@ -23,6 +23,7 @@ import keras
 import networkx as nx
 
 from keras_rewrite import _keras
+from keras_rewrite.passes import quantize
 from keras_rewrite.verify import layer_state
 from keras_rewrite.rebuild import model_class
 from keras_rewrite.rebuild import layer_copy
@@ -57,6 +58,7 @@ def to_model(graph: nx.MultiDiGraph, *, report: Report | None = None,
     with _keras.recursion_limit_for(size):
         rebuilder = _Rebuilder(report, move)
         rebuilder.weights_must_fit = list(graph.graph.get("weights_must_fit") or ())
+        rebuilder.quantize_marks = quantize.marks_by_spec(graph)
         try:
             model = rebuilder.build(graph)
         finally:
@@ -80,6 +82,7 @@ class _Rebuilder:
         self._new_policy = {}  # id(spec) -> _policy_only_change(spec), computed once
         self._scratch = None
         self.weights_must_fit = []  # passes that carry every weight (graph attribute)
+        self.quantize_marks = {}  # id(spec) -> the quantize pass's marks (passes.quantize)
 
     def assets_dir(self) -> str:
         """A scratch folder for lookup vocabularies in transit, removed by `close`."""
@@ -212,6 +215,8 @@ class _Rebuilder:
         if id(spec) not in self.copied and type(layer) is type(spec.source):
             layer_copy.carry_trainable_flags(spec.source, layer)
         fidelity.check_layer(spec, layer, same_inputs=same_inputs)
+        if id(spec) in self.quantize_marks:  # after the proof: the float layer is the original
+            quantize.apply_marked(self.quantize_marks[id(spec)], layer)
 
     def call_copy(self, spec, layer, args, kwargs, inputs):
         try:

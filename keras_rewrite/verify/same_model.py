@@ -356,8 +356,14 @@ def _pair(want, got, a, b, differences, pairs) -> None:
         by_name.setdefault(layer.name, layer)
     named = [(x, by_name.pop(x.name)) for x in mine if x.name in by_name]
     taken = {id(y) for _, y in named}
-    order_mine = [x.name for x, _ in named]
-    order_theirs = [y.name for y in theirs if id(y) in taken]
+    # InputLayers are ordered among themselves only: a model built by a constructor (a
+    # KerasHub backbone, also when loaded) tracks its inputs after its other layers, a
+    # Functional built from tensors tracks them first, and both compute the same thing.
+    # Where the order differs, it is named with the inputs first on both sides.
+    mine_named = [x for x, _ in named]
+    theirs_named = [y for y in theirs if id(y) in taken]
+    order_mine = [x.name for x in sorted(mine_named, key=lambda x: not _is_input(x))]
+    order_theirs = [y.name for y in sorted(theirs_named, key=lambda y: not _is_input(y))]
     if order_mine != order_theirs:
         differences.append(_first_moved(order_mine, order_theirs, a.path if a is not
                                         want.layers[0] else ""))
@@ -381,6 +387,10 @@ def _pair(want, got, a, b, differences, pairs) -> None:
                                       kind="layers"))
     for x, y in named:
         _pair(want, got, x, y, differences, pairs)
+
+
+def _is_input(layer) -> bool:
+    return _short(layer.class_name) == "InputLayer"
 
 
 def _first_moved(want: list, got: list, parent: str) -> Difference:

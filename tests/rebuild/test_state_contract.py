@@ -210,3 +210,130 @@ def test_gpt2_backbone_identity_and_l2_keep_quantization_and_lora(how):
     assert ([v.path for v in regularized.trainable_weights]
             == [v.path for v in backbone.trainable_weights])
     assert variables_of(same) == variables_of(backbone)
+
+
+def policies_of(model):
+    """Every layer's policy object state: name, source name, quantization mode (finding F)."""
+    return [(l.path, type(l.dtype_policy).__name__, l.dtype_policy.name,
+             getattr(l.dtype_policy, "_source_name", None),
+             getattr(l.dtype_policy, "quantization_mode", None))
+            for l in model._flatten_layers(include_self=False, recursive=True)]
+
+
+def quiet_quantize(model, mode, filters=None):
+    """Model.quantize without Keras's gc.collect() per deleted kernel (0.3 s each)."""
+    import warnings
+    from unittest import mock
+    with warnings.catch_warnings(), mock.patch("gc.collect", lambda *args: 0):
+        warnings.simplefilter("ignore")
+        model.quantize(mode, filters=filters)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("passes", [["l2"], ["strip_inference"], []])
+def test_a_rewrite_of_a_quantized_backbone_leaves_the_original_unchanged(passes):
+    # Finding F: serializing the backbone for its recipe went through DTypePolicyMap.get_config,
+    # which set the live policies' names to None.
+    backbone = gpt2("plain")
+    quiet_quantize(backbone, "int8")
+    policies, names = policies_of(backbone), [l.name for l in backbone.layers]
+    variables, expected = variables_of(backbone), backbone.predict(GPT2_X, verbose=0)
+    assert any(p[2] == "int8_from_float32" for p in policies)
+    new = keras_rewrite.rewrite(backbone, passes)
+    assert policies_of(backbone) == policies
+    assert [l.name for l in backbone.layers] == names
+    assert variables_of(backbone) == variables
+    np.testing.assert_array_equal(backbone.predict(GPT2_X, verbose=0), expected)
+    np.testing.assert_array_equal(new.predict(GPT2_X, verbose=0), expected)
+
+
+def test_policies_kept_restores_what_a_policy_map_renames():
+    from keras.dtype_policies import DTypePolicyMap
+    from keras_rewrite._keras import policies_kept
+
+    model = keras.Sequential([keras.Input((4,)), layers.Dense(3, name="d")])
+    quiet_quantize(model, "int8")
+    layer = model.get_layer("d")
+    policy_map = DTypePolicyMap()
+    policy_map["d"] = layer.dtype_policy
+    with policies_kept(model):
+        policy_map.get_config()
+        assert layer.dtype_policy.name is None  # what Keras does, in place
+    assert layer.dtype_policy.name == "int8_from_float32"
+    assert layer.dtype_policy._source_name == "float32"
+
+
+@pytest.mark.slow
+def test_convert_accepts_a_saved_keras_hub_backbone_file(tmp_path):
+    # Finding H: the reload check compared InputLayer positions, and a backbone (built by its
+    # constructor, also when loaded) tracks its inputs last, the rewrite first.
+    from keras_rewrite.cli import main
+    from keras_rewrite.conversion import convert_file
+
+    backbone = gpt2("plain")
+    src, dst = tmp_path / "gpt2.keras", tmp_path / "gpt2_l2.keras"
+    backbone.save(src)
+    report = convert_file(src, tmp_path / "same.keras", [])
+    assert report is not None and (tmp_path / "same.keras").exists()
+    assert main(["convert", str(src), "-o", str(dst), "--pass", "l2"]) == 0
+    reloaded = keras.saving.load_model(dst)
+    np.testing.assert_array_equal(np.asarray(reloaded.predict(GPT2_X, verbose=0)),
+                                  np.asarray(backbone.predict(GPT2_X, verbose=0)))
+
+
+def test_the_reload_check_ignores_where_input_layers_are_tracked_but_not_a_reordering():
+    from keras_rewrite.verify import compare_models
+
+    def model(order, inputs_last):
+        x = keras.Input((3,), name="x")
+        layer = {n: layers.Dense(3, name=n) for n in "ab"}
+        h = layer[order[1]](layer[order[0]](x))
+        m = keras.Model(x, h)
+        for n in "ab":
+            layer[n].set_weights([np.eye(3, dtype="float32"), np.zeros(3, "float32")])
+        if inputs_last:  # how a constructor-built model (a KerasHub backbone) tracks them
+            m._layers = [l for l in m._layers if not isinstance(l, layers.InputLayer)] + [
+                l for l in m._layers if isinstance(l, layers.InputLayer)]
+        return m
+
+    reference = model("ab", False)
+    assert model("ab", True)._layers[-1].name == "x"
+    assert compare_models(reference, model("ab", True)).differences == []
+    (moved, *_) = compare_models(reference, model("ba", True)).differences
+    assert str(moved) == "layer 'a': position expected after 'x', received after 'b'"
+
+
+def test_the_value_proof_compares_bits_nan_and_signed_zero_included():
+    from keras_rewrite.verify import fidelity
+
+    a, b = layers.Dense(3), layers.Dense(3)
+    a.build((None, 2))
+    b.build((None, 2))
+    kernel = np.array([[np.nan, -0.0, 1.0], [2.0, 3.0, 4.0]], "float32")
+    a.kernel.assign(kernel)
+    b.kernel.assign(kernel)
+    assert fidelity.value_difference(a, b) is None  # NaN == NaN bit for bit
+    b.kernel.assign(np.where(kernel == 0, 0.0, kernel).astype("float32"))  # -0.0 -> +0.0
+    assert fidelity.value_difference(a, b) == f"variable '{a.kernel.path}' holds other values"
+    b.kernel.assign(np.nextafter(kernel, np.float32(9)).astype("float32"))
+    assert fidelity.value_difference(a, b) is not None
+    # A model with NaN weights is still copied, not refused.
+    x = keras.Input((2,))
+    model = keras.Model(x, layers.Dense(3, name="d")(x))
+    model.get_layer("d").kernel.assign(kernel)
+    assert variables_of(keras_rewrite.rewrite(model, [])) == variables_of(model)
+
+
+def test_the_value_proof_on_the_host_path_compares_bits_too(monkeypatch):
+    from keras_rewrite.verify import fidelity
+
+    monkeypatch.setattr(fidelity.keras.backend, "backend", lambda: "jax")  # the numpy path
+    a, b = layers.Dense(2), layers.Dense(2)
+    a.build((None, 2))
+    b.build((None, 2))
+    kernel = np.array([[np.nan, -0.0], [1.0, 2.0]], "float32")
+    a.kernel.assign(kernel)
+    b.kernel.assign(kernel)
+    assert fidelity.value_difference(a, b) is None
+    b.kernel.assign(np.abs(kernel))
+    assert fidelity.value_difference(a, b) is not None
