@@ -64,8 +64,8 @@ def bench_startup(repeat):
                         ("usage error (convert a.keras --l2 -1)",
                          ["convert", "a.keras", "-o", "b.keras", "--l2", "-1"]),
                         ("keras-rewrite passes (the registered passes)", ["passes"]),
-                        ("python -m keras_rewrite_cli --help", None)]:
-        cmd = ([sys.executable, "-m", "keras_rewrite_cli", "--help"] if argv is None
+                        ("python -m keras_rewrite --help", None)]:
+        cmd = ([sys.executable, "-m", "keras_rewrite", "--help"] if argv is None
                else [str(SCRIPT), *argv])
         times = []
         for _ in range(max(repeat, 5)):
