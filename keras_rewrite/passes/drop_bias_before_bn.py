@@ -57,11 +57,6 @@ class DropBiasBeforeBN(Rule):
     def get_config(self) -> dict:
         return {}
 
-    def check(self, match):
-        # The same conditions as folding BN into the layer: a fused activation in between
-        # makes the bias matter; BN over another axis does not cancel a per-channel bias.
-        return refusal_before_bn(*match)
-
     def rewrite(self, match):
         layer, bn = match
         try:
@@ -75,3 +70,8 @@ class DropBiasBeforeBN(Rule):
                           f"shape {mean.shape} of the moving mean of '{bn.name}'")
         layer.set_config(use_bias=False)
         return [layer, (bn, {"moving_mean": mean - bias})]
+
+    def check(self, match):
+        # The same conditions as folding BN into the layer: a fused activation in between
+        # makes the bias matter; BN over another axis does not cancel a per-channel bias.
+        return refusal_before_bn(*match)

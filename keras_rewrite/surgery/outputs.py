@@ -28,7 +28,19 @@ def _locate_all(graph, names, argument):
     return found
 
 
-class AddOutputs(Pass):
+class _NamedLayersPass(Pass):
+    """A pass over the outputs of the layers `names` (distinct; names or nested paths)."""
+
+    def __init__(self, names):
+        self.names = list(as_list(names, "names"))
+        if len(set(self.names)) != len(self.names):
+            raise SurgeryError(f"expected distinct names, received {self.names}")
+
+    def get_config(self):
+        return {"names": list(self.names)}
+
+
+class AddOutputs(_NamedLayersPass):
     """Add the outputs of `names` (layer names or nested paths "outer/inner") to the model's
     outputs; the existing outputs and their predictions are unchanged."""
 
@@ -37,15 +49,7 @@ class AddOutputs(Pass):
     structural = True
     outputs_unchanged = True
 
-    def __init__(self, names):
-        self.names = list(as_list(names, "names"))
-
-    def get_config(self):
-        return {"names": list(self.names)}
-
     def run(self, graph) -> PassResult:
-        if len(set(self.names)) != len(self.names):
-            raise SurgeryError(f"expected distinct names, received {self.names}")
         structure = graph.graph["output_structure"]
         if isinstance(structure, dict):
             clash = sorted(set(self.names) & set(structure))
@@ -64,7 +68,7 @@ class AddOutputs(Pass):
                                             for name, _, _ in found], outputs_unchanged=True)
 
 
-class FeatureExtractor(Pass):
+class FeatureExtractor(_NamedLayersPass):
     """Make the outputs of `names` the model's only outputs, a dict keyed by the names; layers
     no longer needed are dropped."""
 
@@ -73,15 +77,7 @@ class FeatureExtractor(Pass):
     structural = True
     outputs_unchanged = False
 
-    def __init__(self, names):
-        self.names = list(as_list(names, "names"))
-
-    def get_config(self):
-        return {"names": list(self.names)}
-
     def run(self, graph) -> PassResult:
-        if len(set(self.names)) != len(self.names):
-            raise SurgeryError(f"expected distinct names, received {self.names}")
         found = _locate_all(graph, self.names, "names")
         clear_outputs(graph)
         positions = [add_output(graph, node, 0, shape) for _, node, shape in found]
