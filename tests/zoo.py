@@ -919,6 +919,9 @@ def backend_limitation(exc):
 
 # (text of the error, what it means); found by running the zoo under jax and torch.
 _LIMITATIONS = [
+    ("data type 'string' not understood", "no string tensors (StringLookup and "
+                                          "TextVectorization on strings run on TensorFlow "
+                                          "only)"),
     ("Invalid dtype: str", "no string tensors (StringLookup and TextVectorization on strings "
                            "run on TensorFlow only)"),
 ]
