@@ -146,7 +146,31 @@ def copy_variable(target, source):
     value = source.value
     if keras.backend.backend() != "tensorflow":
         value = keras.ops.copy(value)
+    if keras.backend.backend() == "torch" and _adopt_torch_layout(target, value):
+        return
     target.assign(value)
+
+
+def _adopt_torch_layout(target, value) -> bool:
+    """On torch, give `target` `value` itself when their memory layouts differ.
+
+    An orthogonal initializer leaves a transposed (non-contiguous) tensor, and the rebuild's
+    zero-initialized variable is contiguous: ``assign`` copies the values into the contiguous
+    one, and a matmul over the other layout rounds differently (a SimpleRNN's output moved
+    by 1e-9). Swapping the Parameter's data keeps the same Parameter object (torch's parameter
+    tracking is unchanged) with the original's layout, as Keras's own loading keeps it.
+    """
+    import torch
+
+    held = getattr(target, "_value", None)
+    if not isinstance(held, torch.Tensor) or not isinstance(value, torch.Tensor):
+        return False
+    if (held.shape != value.shape or held.dtype != value.dtype
+            or held.device != value.device or held.stride() == value.stride()):
+        return False
+    with torch.no_grad():
+        held.data = value.detach()
+    return True
 
 
 _recursion_lock = threading.Lock()

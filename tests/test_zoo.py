@@ -23,6 +23,23 @@ def _run(check, name, tmp_path=None):
         zoo.run_check(check, name, tmp_path)
     except zoo.NotApplicable as exc:
         pytest.skip(f"{name}: {check} does not apply: {exc}")
+    except Exception as exc:
+        # Under KERAS_BACKEND=jax|torch, what that backend's Keras cannot do at all (never
+        # on TensorFlow, the reference; see zoo.backend_limitation).
+        reason = zoo.backend_limitation(exc)
+        if reason is None:
+            raise
+        pytest.skip(f"{name}: {check}: {reason}")
+
+
+def test_backend_limitations_excuse_nothing_on_tensorflow_and_only_what_they_name(monkeypatch):
+    error = ValueError("Exception encountered when calling Functional.call().\n"
+                       "Invalid dtype: str192")
+    monkeypatch.setattr(zoo.keras.backend, "backend", lambda: "tensorflow")
+    assert zoo.backend_limitation(error) is None
+    monkeypatch.setattr(zoo.keras.backend, "backend", lambda: "torch")
+    assert zoo.backend_limitation(error).startswith("Keras on torch: no string tensors")
+    assert zoo.backend_limitation(AssertionError("identity rewrite is not an exact copy")) is None
 
 
 @pytest.mark.slow

@@ -900,7 +900,31 @@ def clear_cache():
 
 def outputs(model, x):
     """Inference outputs as NumPy, in the model's own structure (dicts keep their keys)."""
-    return keras.tree.map_structure(np.asarray, model(x, training=False))
+    return keras.tree.map_structure(keras.ops.convert_to_numpy, model(x, training=False))
+
+
+def backend_limitation(exc):
+    """The reason, if `exc` is something the current Keras backend cannot do at all (not a
+    failure of the rewrite); None otherwise. TensorFlow is the reference: nothing is excused
+    there."""
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        return None
+    text = f"{type(exc).__name__}: {exc}"
+    for pattern, reason in _LIMITATIONS:
+        if pattern in text:
+            return f"Keras on {backend}: {reason}"
+    return None
+
+
+# (text of the error, what it means); found by running the zoo under jax and torch.
+_LIMITATIONS = [
+    ("data type 'string' not understood", "no string tensors (StringLookup and "
+                                          "TextVectorization on strings run on TensorFlow "
+                                          "only)"),
+    ("Invalid dtype: str", "no string tensors (StringLookup and TextVectorization on strings "
+                           "run on TensorFlow only)"),
+]
 
 
 def output_differences(expected, received, path="output", values=True):

@@ -3,14 +3,24 @@ Markdown table for the README.
 
     python tools/zoo_table.py                 # every model, every check
     python tools/zoo_table.py --only ResNet50 GPT2Backbone --checks identity save_load
+    python tools/zoo_table.py --backends tensorflow jax torch [--quick]
 
 The checks are tests/zoo.py's (the ones tests/test_zoo.py runs); a failing check shows the
 exception type and the first line of its message, shortened.
+
+``--backends`` runs the table once per Keras backend, each in its own process with
+KERAS_BACKEND set (Keras picks its backend once per process), and prints one column per
+backend and check (identity, passes, save/load unless ``--checks`` says otherwise). What a
+backend's Keras cannot do at all is `n/a` with the reason (tests/zoo.py's
+``backend_limitation``). ``--quick`` runs the models of ``QUICK`` only.
 """
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import pathlib
+import subprocess
 import sys
 import tempfile
 import time
@@ -34,6 +44,17 @@ COLUMNS = {
 }
 
 
+BACKEND_CHECKS = ["identity", "passes", "save_load"]
+BACKEND_SHORT = {"tensorflow": "tf", "jax": "jax", "torch": "torch"}
+# One or two models of each source, the small ones: a few minutes per backend.
+QUICK = ["ResNet50", "MobileNetV2", "EfficientNetB0", "VGG16", "BertBackbone", "GPT2Backbone",
+         "LlamaBackbone", "ResNetBackbone", "BertTextClassifier", "transformer_text_with_config",
+         "vae_encoder", "siamese_registered_distance", "unet_keras_io", "bilstm_mask_zero",
+         "mha_functional", "timeseries_conv1d", "normalization_adapted",
+         "string_lookup_adapted", "text_vectorization_adapted", "dict_outputs_unsorted",
+         "channels_first_cnn", "shared_layers_and_ops", "seed_unet_lambda", "seed_cnn"]
+
+
 def _short(exc, width=90):
     lines = str(exc).strip().splitlines()
     text = f"{type(exc).__name__}: {lines[0] if lines else ''}".replace("|", "\\|")
@@ -48,6 +69,9 @@ def run_model(name, checks):
         n_layers = len(model.layers)
     except Exception as exc:  # noqa: BLE001 — the table shows it
         zoo.clear_cache()
+        reason = zoo.backend_limitation(exc)
+        if reason:
+            return "?", {c: f"n/a: {reason}" for c in checks}
         return "?", {c: f"✗ does not build: {_short(exc)}" for c in checks}
     for check in checks:
         with tempfile.TemporaryDirectory() as tmp:
@@ -57,7 +81,8 @@ def run_model(name, checks):
             except zoo.NotApplicable as exc:
                 cells[check] = f"n/a: {_short(exc, 110).split(': ', 1)[1]}"
             except Exception as exc:  # noqa: BLE001 — the table shows it
-                cells[check] = f"✗ {_short(exc)}"
+                reason = zoo.backend_limitation(exc)
+                cells[check] = f"n/a: {reason}" if reason else f"✗ {_short(exc)}"
     zoo.clear_cache()
     return n_layers, cells
 
@@ -68,9 +93,26 @@ def main(argv=None):
                         help="these zoo models only")
     parser.add_argument("--checks", nargs="+", metavar="CHECK", choices=list(COLUMNS),
                         default=list(COLUMNS), help=f"checks to run, of {list(COLUMNS)}")
+    parser.add_argument("--backends", nargs="+", metavar="BACKEND",
+                        choices=list(BACKEND_SHORT),
+                        help="one column per backend and check, each backend in a process of "
+                             "its own (checks default to identity, passes, save_load)")
+    parser.add_argument("--quick", action="store_true", help=f"the models of QUICK only")
+    parser.add_argument("--json", action="store_true", help=argparse.SUPPRESS)  # one backend's
     args = parser.parse_args(argv)
+    if args.quick and not args.only:
+        args.only = QUICK
+    if args.backends:
+        checks = args.checks if args.checks != list(COLUMNS) else BACKEND_CHECKS
+        return by_backend(args.backends, args.only or zoo.NAMES, checks)
     warnings.simplefilter("ignore")  # Keras's load-time warnings would interleave the table
     names = args.only or zoo.NAMES
+    if args.json:  # what by_backend reads from each backend's process
+        start = time.perf_counter()
+        rows = {name: run_model(name, args.checks) for name in names}
+        print("ZOO_JSON " + json.dumps({"backend": zoo.keras.backend.backend(), "rows": rows,
+                                        "seconds": time.perf_counter() - start}))
+        return 0
     header = ["model", "source", "layers"] + [COLUMNS[c] for c in args.checks]
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
@@ -85,6 +127,49 @@ def main(argv=None):
     print()
     print(f"{len(names)} models, {time.perf_counter() - start:.0f} s. Passed: "
           + ", ".join(f"{COLUMNS[c]} {passed[c]}/{len(names)}" for c in args.checks))
+    return 0
+
+
+def by_backend(backends, names, checks):
+    """The table with a column per backend and check, each backend run in its own process."""
+    results = {}
+    for backend in backends:
+        env = dict(os.environ, KERAS_BACKEND=backend)
+        command = [sys.executable, str(pathlib.Path(__file__).resolve()), "--json",
+                   "--only", *names, "--checks", *checks]
+        start = time.perf_counter()
+        run = subprocess.run(command, env=env, capture_output=True, text=True)
+        lines = [l for l in run.stdout.splitlines() if l.startswith("ZOO_JSON ")]
+        if run.returncode != 0 or not lines:
+            print(f"KERAS_BACKEND={backend}: the zoo process failed:\n{run.stderr[-3000:]}",
+                  file=sys.stderr)
+            return 1
+        results[backend] = json.loads(lines[0][len("ZOO_JSON "):])
+        results[backend]["wall"] = time.perf_counter() - start
+        got = results[backend]["backend"]
+        if got != backend:
+            print(f"KERAS_BACKEND={backend} ran on {got}", file=sys.stderr)
+            return 1
+    header = ["model", "source", "layers"] + [f"{COLUMNS[c]} ({BACKEND_SHORT[b]})"
+                                              for c in checks for b in backends]
+    print("| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header))
+    for name in names:
+        layer_counts = [results[b]["rows"][name][0] for b in backends]
+        layers = next((str(n) for n in layer_counts if n != "?"), "?")
+        row = [name, zoo.ZOO[name].source, layers] + [results[b]["rows"][name][1][c]
+                                                      for c in checks for b in backends]
+        print("| " + " | ".join(row) + " |", flush=True)
+    print()
+    summary = []
+    for b in backends:
+        cells = [results[b]["rows"][n][1][c] for n in names for c in checks]
+        summary.append(f"{b}: {results[b]['seconds']:.0f} s for the checks "
+                       f"({results[b]['wall']:.0f} s with start-up), "
+                       f"{sum(x == '✓' for x in cells)} ✓, "
+                       f"{sum(x.startswith('n/a') for x in cells)} n/a, "
+                       f"{sum(x.startswith('✗') for x in cells)} ✗ of {len(cells)}")
+    print(f"{len(names)} models. " + "; ".join(summary) + ".")
     return 0
 
 

@@ -85,7 +85,7 @@ def apoz_channels(model, layer, x, fraction_or_count) -> list[int]:
             tensor = user.source.output
     inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs
     probe = keras.Model(inputs, tensor)
-    out = np.asarray(probe(x, training=False))
+    out = keras.ops.convert_to_numpy(probe(x, training=False))
     axis = _channel_axis(spec, out.ndim)
     zeros = np.moveaxis(out == 0, axis, -1).reshape(-1, out.shape[axis]).mean(axis=0)
     n = _count(fraction_or_count, zeros.size, spec.name)
