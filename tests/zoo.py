@@ -1448,3 +1448,13 @@ def run_check(check, name, tmp_dir=None):
         if own_tmp is not None:
             own_tmp.cleanup()
     raise ValueError(f"unknown check {check!r}; expected one of {CHECKS}")
+
+
+# One or two models of each source, the small ones: a few minutes per backend
+# (tools/zoo_table.py --quick), and the models CI runs the costly checks on (tests/test_zoo.py).
+QUICK = ["ResNet50", "MobileNetV2", "EfficientNetB0", "VGG16", "BertBackbone", "GPT2Backbone",
+         "LlamaBackbone", "ResNetBackbone", "BertTextClassifier", "transformer_text_with_config",
+         "vae_encoder", "siamese_registered_distance", "unet_keras_io", "bilstm_mask_zero",
+         "mha_functional", "timeseries_conv1d", "normalization_adapted",
+         "string_lookup_adapted", "text_vectorization_adapted", "dict_outputs_unsorted",
+         "channels_first_cnn", "shared_layers_and_ops", "seed_unet_lambda", "seed_cnn"]

@@ -46,13 +46,7 @@ COLUMNS = {
 
 BACKEND_CHECKS = ["identity", "passes", "save_load"]
 BACKEND_SHORT = {"tensorflow": "tf", "jax": "jax", "torch": "torch"}
-# One or two models of each source, the small ones: a few minutes per backend.
-QUICK = ["ResNet50", "MobileNetV2", "EfficientNetB0", "VGG16", "BertBackbone", "GPT2Backbone",
-         "LlamaBackbone", "ResNetBackbone", "BertTextClassifier", "transformer_text_with_config",
-         "vae_encoder", "siamese_registered_distance", "unet_keras_io", "bilstm_mask_zero",
-         "mha_functional", "timeseries_conv1d", "normalization_adapted",
-         "string_lookup_adapted", "text_vectorization_adapted", "dict_outputs_unsorted",
-         "channels_first_cnn", "shared_layers_and_ops", "seed_unet_lambda", "seed_cnn"]
+QUICK = zoo.QUICK  # one or two models of each source (tests/zoo.py)
 
 
 def _short(exc, width=90):
