@@ -110,7 +110,7 @@ def flatten(graph) -> FlatGraph:
     """`graph` (made by `to_graph`, maybe edited by passes) with nested models expanded."""
     nodes, edges, clusters = {}, [], {}
     _flatten_into(nodes, edges, clusters, graph, "", ())
-    order = _topological(list(nodes), edges)
+    order = topological_ids(list(nodes), edges)
     return FlatGraph(graph.graph.get("name", "model"), {i: nodes[i] for i in order}, edges,
                      clusters)
 
@@ -165,7 +165,7 @@ def _exit_of(prefix, producer, edge, nested):
     return prefix + producer
 
 
-def _topological(ids: list, edges: list) -> list:
+def topological_ids(ids: list, edges: list) -> list:
     """`ids` in a topological order of `edges`, the given order breaking ties (passes append
     the nodes they create, so the graph's own order alone is not topological)."""
     rank = {node_id: i for i, node_id in enumerate(ids)}

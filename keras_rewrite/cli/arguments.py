@@ -55,7 +55,7 @@ def positive_int(text: str) -> int:
     return value
 
 
-# What keras_rewrite.analysis.picture.drawing writes (tests/test_picture.py checks the two agree); checked
+# What keras_rewrite.analysis.picture writes (tests/test_picture.py checks the two agree); checked
 # here so that a wrong suffix is a usage error before Keras is imported.
 PICTURE_SUFFIXES = (".svg", ".html", ".htm", ".dot", ".gv")
 PICTURE_HELP = ("(.svg; .html: with a list of the changes, zoom and pan; .dot: Graphviz text); "
@@ -63,7 +63,7 @@ PICTURE_HELP = ("(.svg; .html: with a list of the changes, zoom and pan; .dot: G
 
 
 def picture_path(text: str) -> str:
-    """A --picture FILE: its suffix must be one keras_rewrite.analysis.picture.drawing writes.
+    """A --picture FILE: its suffix must be one keras_rewrite.analysis.picture writes.
 
     >>> picture_path("diff.html")
     'diff.html'

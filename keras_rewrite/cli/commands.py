@@ -426,7 +426,7 @@ def print_fix(args, session: Session, plan, report, after) -> None:
 
 
 def cmd_inspect(args, session: Session) -> int:
-    from keras_rewrite.analysis.picture import drawing
+    from keras_rewrite.analysis import picture as drawing
     from keras_rewrite.files.atomic_save import OutputError
     from keras_rewrite.errors import RewriteError
     from keras_rewrite.graph.schema import iter_graphs, to_graph

@@ -66,12 +66,12 @@ def check_picture_path(path, force: bool) -> None:
 def draw_diff_picture(before, after, path, force: bool, old_label: str, new_label: str,
                       *, diff=None, collapse: bool = True):
     """Draw what changed from model `before` to `after` (or `diff`, already computed) into
-    `path`; return the `keras_rewrite.analysis.picture.drawing.Picture`.
+    `path`; return the `keras_rewrite.analysis.picture.Picture`.
 
     Raises:
         Failure: status 5, the picture could not be written.
     """
-    from keras_rewrite.analysis.picture import drawing
+    from keras_rewrite.analysis import picture as drawing
     from keras_rewrite.files.atomic_save import OutputError
     from keras_rewrite.analysis.diff import diff_models
 

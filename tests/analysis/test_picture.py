@@ -1,4 +1,4 @@
-"""keras_rewrite.analysis.picture.drawing: self-contained SVG/HTML drawings of a model or a diff, checked by
+"""keras_rewrite.analysis.picture: self-contained SVG/HTML drawings of a model or a diff, checked by
 parsing them (xml.etree for SVG, html.parser for HTML): every changed layer is there with its
 kind, unchanged runs are collapsed, nothing refers outside the file, boxes do not overlap."""
 import html.parser
@@ -14,7 +14,7 @@ import pytest
 from keras import layers
 
 import keras_rewrite
-from keras_rewrite.analysis.picture import drawing as picture
+from keras_rewrite.analysis import picture
 from keras_rewrite.files.atomic_save import OutputError
 from keras_rewrite.graph.schema import LayerSpec, to_graph
 from keras_rewrite.cli import arguments
