@@ -251,7 +251,7 @@ def cmd_lint(args, session: Session) -> int:
         except Failure as failure:
             print(error_line(failure.message), file=sys.stderr)
             return failure.code
-    from keras_rewrite.analysis.lint.checker import RULES
+    from keras_rewrite.analysis.lint import RULES
 
     args.ignore = [r.strip() for a in args.ignore or () for r in a.split(",") if r.strip()]
     unknown = sorted(set(args.ignore) - set(RULES))
