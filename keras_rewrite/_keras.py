@@ -102,13 +102,8 @@ def rebuild_lambda(config, source):
     if source is None:
         raise ValueError("a Lambda layer can only be rebuilt from an existing Lambda layer")
     base = {k: config[k] for k in ("name", "trainable", "dtype") if k in config}
-    return keras.layers.Lambda(
-        source.function,
-        output_shape=source._output_shape,
-        mask=source.mask,
-        arguments=source.arguments,
-        **base,
-    )
+    return keras.layers.Lambda(source.function, output_shape=source._output_shape,
+                               mask=source.mask, arguments=source.arguments, **base)
 
 
 def new_operation(cls, config, source):
@@ -124,12 +119,10 @@ def new_operation(cls, config, source):
 
 def variable_key_list(layer):
     """(name, occurrence) for each of `layer.weights`, a key stable across re-creation."""
-    seen = {}
-    keys = []
+    seen, keys = {}, []
     for variable in layer.weights:
-        n = seen.get(variable.name, 0)
-        seen[variable.name] = n + 1
-        keys.append((variable.name, n))
+        keys.append((variable.name, seen.get(variable.name, 0)))
+        seen[variable.name] = keys[-1][1] + 1
     return keys
 
 
@@ -235,11 +228,8 @@ def distribution_scope(model):
 
 
 def set_own_trainable(model, value: bool) -> None:
-    """Set a rebuilt model's own `trainable` flag without touching its layers' flags.
-
-    The public setter propagates to every sub-layer, which would overwrite the per-layer
-    flags just restored from the layers' configs.
-    """
+    """Set a rebuilt model's own `trainable` flag, not its layers' (the public setter would
+    overwrite the per-layer flags just restored from their configs)."""
     model._trainable = bool(value)
 
 
@@ -273,16 +263,7 @@ def layer_structure(layer, shapes=True):
         own = sub._trainable_variables + sub._non_trainable_variables
         return tuple((tuple(v.shape), str(v.dtype)) for v in own) if shapes else len(own)
 
-    return [(type(sub).__name__, variables(sub))
-            for sub in sublayers(layer)]
-
-
-# --------------------------------------------------------------------- live layers, in place
-# What a pass's `apply_in_place` changes on a built model (`RewriteCallback`): passes decide
-# on the graph and change live layers only through these functions.
-
-
-# --------------------------------------------------------------------- Functional subclasses
+    return [(type(sub).__name__, variables(sub)) for sub in sublayers(layer)]
 
 
 # ------------------------------------------------------------------ layers that do not round-trip
@@ -398,3 +379,20 @@ def policies_kept(model):
             for attribute, value in names.items():
                 if getattr(policy, attribute, None) != value:
                     setattr(policy, attribute, value)
+
+
+# --------------------------------------------------------------------- saving a rebuilt class
+
+
+def save_class_as(cls, registered_name: str) -> None:
+    """Make Keras write `registered_name` for `cls` in a file (not load it as `cls`)."""
+    from keras.src.saving import object_registration
+
+    object_registration.GLOBAL_CUSTOM_NAMES[cls] = registered_name
+
+
+def graph_config(model) -> dict:
+    """Functional's config (the graph) of `model`, also when its class's constructor is not
+    Functional's (Functional.get_config then gives only the name)."""
+    view = Functional(input_structure(model), output_structure(model), name=model.name)
+    return {**Functional.get_config(view), "trainable": model.trainable}

@@ -8,9 +8,12 @@ Graph attributes (``graph.graph``):
     name            the model's name.
     model_class     "Functional" or "Sequential": what `to_model` rebuilds.
     model_type      the model's Python class (a Functional subclass such as a KerasHub
-                    backbone is rebuilt as that class while the graph is unchanged).
-    signature       nodes and edges as `to_graph` made them (see `graph_unchanged`).
+                    backbone is rebuilt as that class, see `rebuild.rebuilder._new_model`).
+    signature       nodes and edges as `to_graph` made them (see `graph_unchanged`, and
+                    `wiring_changes`, which ignores a layer replaced in place).
     trainable       the model's `trainable` flag.
+    dtype_policy    the name of the model's own dtype policy (`SetDtypePolicy` changes it, as
+                    building under `keras.config.set_dtype_policy` would have set it).
     inputs          node ids of the "input" nodes, in the model's input order.
     outputs         node ids of the "output" nodes, in the model's output order.
     input_structure, output_structure
@@ -164,6 +167,31 @@ def graph_unchanged(graph) -> bool:
     return True
 
 
+def wiring_changes(graph) -> list[str]:
+    """What passes changed in the wiring of `graph` or a nested graph: nodes added or removed,
+    a node called on other inputs or with other arguments. A layer replaced in place (a new
+    spec on the same node, called the same way) is not a wiring change."""
+    changes = []
+    for g in iter_graphs(graph):
+        recorded = g.graph.get("signature")
+        if recorded is None:
+            continue
+        (old_nodes, old_edges, old_in, old_out), (new_nodes, new_edges, new_in, new_out) = \
+            recorded, _signature(g)
+        old_calls = {n: args for n, _, args in old_nodes}
+        new_calls = {n: args for n, _, args in new_nodes}
+        where = f"in '{g.graph['name']}'"
+        changes += [f"'{n}' added {where}" for n in new_calls if n not in old_calls]
+        changes += [f"'{n}' removed {where}" for n in old_calls if n not in new_calls]
+        inputs_of = lambda edges, node: sorted((u, s, t) for u, v, s, t in edges if v == node)
+        changes += [f"'{n}' rewired {where}" for n in new_calls
+                    if n in old_calls and (old_calls[n] != new_calls[n]
+                                           or inputs_of(old_edges, n) != inputs_of(new_edges, n))]
+        if (old_in, old_out) != (new_in, new_out):
+            changes.append(f"the inputs or outputs {where}")
+    return changes
+
+
 def _signature(graph):
     nodes = tuple((n, id(d.get("spec")), repr(d.get("call_args"))) for n, d in graph.nodes(data=True))
     edges = frozenset((u, v, d["slot"], d["tensor_index"]) for u, v, d in graph.edges(data=True))
@@ -264,6 +292,7 @@ class _GraphBuilder:
             model_class="Sequential" if isinstance(model, _keras.keras.Sequential) else "Functional",
             model_type=type(model),
             trainable=model.trainable,
+            dtype_policy=model.dtype_policy.name,
             source=model,
         )
         input_tensors, output_tensors = [], []

@@ -59,12 +59,14 @@ import keras
 from keras import layers
 
 from keras_rewrite.errors import PassError
+from keras_rewrite.graph.schema import iter_graphs
 from keras_rewrite.graph.view import View
 from keras_rewrite.passes.base import Change, Pass, PassResult
 
 __all__ = ["SetDtypePolicy", "POLICIES"]
 
 POLICIES = ("mixed_bfloat16", "mixed_float16", "float32")
+_FLOAT_POLICIES = POLICIES  # a model of another policy keeps its own
 # A model output produced through one of these is kept float32 (Keras mixed-precision guide).
 FLOAT32_ACTIVATIONS = ("softmax", "log_softmax", "sigmoid")
 # Layers that only move values around: between a float32 softmax and the output, they must be
@@ -147,6 +149,13 @@ class SetDtypePolicy(Pass):
                             "the policy set on the copy)")
                 result.changes.append(Change(spec.name, "set_dtype_policy",
                                              f"{current} -> {target}{note}"))
+        for level in iter_graphs(graph):  # the models' own policies, as Keras would set them
+            current = level.graph.get("dtype_policy")
+            if current in _FLOAT_POLICIES and current != self.policy:
+                level.graph["dtype_policy"] = self.policy
+                result.modified = True
+                result.changes.append(Change(level.graph["name"], "set_dtype_policy",
+                                             f"{current} -> {self.policy} (the model's own)"))
         if result.modified:
             result.outputs_unchanged = False
             must_fit = graph.graph.setdefault("weights_must_fit", [])

@@ -49,10 +49,16 @@ def carry_model_attributes(original, new, layer_map) -> list[str]:
     `layer_map` (id of original layer -> new layer): `backbone.token_embedding`,
     `transformer_layers`, `task.backbone` then point into the new model. A layer outside the
     graph (a task's `preprocessor`) is shared, not copied: it holds no trained weights.
-    Other values are kept as they are. Returns the names of the attributes carried.
+    Other values are kept as they are. Returns the names of the layers of `original`'s graph
+    that an attribute holds but the rewrite removed (they are left pointing at the original).
     """
+    in_graph = {id(layer) for layer in original.layers}
+    stale = []
+
     def mapped(value):
         if isinstance(value, Layer):
+            if id(value) in in_graph and id(value) not in layer_map:
+                stale.append(value.name)
             return layer_map.get(id(value), value)
         if isinstance(value, dict):
             return {k: mapped(v) for k, v in value.items()}
@@ -62,17 +68,13 @@ def carry_model_attributes(original, new, layer_map) -> list[str]:
         return value
 
     present = set(vars(new))
-    carried = []
     for name, value in vars(original).items():
         if name in present or name in _COMPILE_STATE:
             continue
         if name == "_functional_layer_ids":  # KerasHub: ids of the model's own layers
             value = {id(layer) for layer in new._flatten_layers()}
         setattr(new, name, mapped(value))
-        carried.append(name)
-    if original.dtype_policy.name != new.dtype_policy.name:
-        new.dtype_policy = original.dtype_policy
-    return carried
+    return sorted(set(stale))
 
 
 def mark_moved(model, new_name) -> None:

@@ -15,7 +15,7 @@ from keras_rewrite.rebuild import compile
 from keras_rewrite.errors import RebuildError, RewriteError, ShapeMismatchError
 from keras_rewrite.graph.edit import inline_models_sharing_layers
 from keras_rewrite.graph.schema import graph_unchanged, to_graph, validate
-from keras_rewrite.rebuild.rewritten_model import RewrittenFunctional, set_recipe_runner
+from keras_rewrite.rebuild.rewritten_model import SavesRewrite, set_recipe_runner
 from keras_rewrite.passes import resolve_passes, serialize_passes
 from keras_rewrite.passes.base import run_passes
 from keras_rewrite.rebuild.rebuilder import to_model
@@ -36,9 +36,10 @@ def rewrite_with_report(model, passes=(), *, copy=True) -> RewriteResult:
     graph = to_graph(model)
     validate(graph)
     report = Report(passes=run_passes(graph, passes))
-    if not graph_unchanged(graph):
+    if not graph_unchanged(graph) and not _saves_as_recipe(model, passes):
         # The result will be saved as a graph (see rebuild.new_model): a layer shared across
-        # nesting levels (a tied embedding) would not reload, one level holds it fine.
+        # nesting levels (a tied embedding) would not reload, one level holds it fine. A
+        # recipe (a KerasHub task) keeps its nesting: `task.backbone` stays a backbone.
         for name in inline_models_sharing_layers(graph):
             report.notes.append(f"nested model '{name}' inlined into '{graph.graph['name']}': "
                                 "it shares a layer with it, which a saved graph cannot hold "
@@ -59,13 +60,21 @@ def rewrite_with_report(model, passes=(), *, copy=True) -> RewriteResult:
     return RewriteResult(new_model, report)
 
 
+def _saves_as_recipe(model, passes) -> bool:
+    """Whether the rewritten `model` will save as its original's config plus `passes` (see
+    `_record_recipe`): a class that saves itself as constructor arguments, built-in passes."""
+    cls, saves_graph = model_class.model_class_of(model)
+    return (not saves_graph and issubclass(cls, _keras.Functional)
+            and serialize_passes(passes) is not None)
+
+
 def _record_recipe(model, passes, new_model, report) -> None:
     """Let a rewritten constructor-argument model (KerasHub) save as its original + passes.
 
     See `keras_rewrite.rebuild.rewritten_model`: its layers cannot always be saved one by one, its
     original's config always can. Needs every pass to be a built-in one with its settings.
     """
-    if not isinstance(new_model, RewrittenFunctional) or model_class.model_class_of(model)[1]:
+    if not isinstance(new_model, SavesRewrite) or model_class.model_class_of(model)[1]:
         return
     specs = serialize_passes(passes)
     if specs is None:
@@ -86,6 +95,8 @@ def _record_recipe(model, passes, new_model, report) -> None:
                             f"cannot be saved ({type(exc).__name__}: {exc})")
         return
     new_model.set_recipe({"model": original, "passes": specs})
+    for part, nested in _nested_rewritten(new_model):  # a task's backbone, saved alone
+        nested.set_recipe({"model": original, "passes": specs, "part": part})
     # Its layers' configs are no longer what a file holds (see rebuild.new_model's note).
     report.notes[:] = [n for n in report.notes
                        if not n.startswith(f"model '{new_model.name}' works, but a file")]
@@ -93,6 +104,15 @@ def _record_recipe(model, passes, new_model, report) -> None:
         f"model '{new_model.name}' saves as {type(model).__name__}'s constructor arguments plus "
         f"the passes {[s['class'] for s in specs]}: loading (after `import keras_rewrite`) "
         "builds it and applies them again, then loads the trained weights")
+
+
+def _nested_rewritten(model, path=()):
+    """(layer names from `model` down, nested model) for each nested `SavesRewrite` model."""
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            if isinstance(layer, SavesRewrite):
+                yield [*path, layer.name], layer
+            yield from _nested_rewritten(layer, (*path, layer.name))
 
 
 def rewrite(model, passes=(), *, copy=True) -> keras.Model:

@@ -30,8 +30,10 @@ from keras_rewrite.rebuild import layer_copy
 from keras_rewrite.rebuild import checks
 from keras_rewrite.verify import fidelity
 from keras_rewrite.errors import RebuildError
-from keras_rewrite.rebuild.rewritten_model import RewrittenFunctional
-from keras_rewrite.graph.schema import Slot, configs_equal, graph_unchanged, iter_graphs, map_structure, topological_order
+from keras_rewrite.rebuild.rewritten_model import (CACHED_PATH_METHODS, RewrittenFunctional,
+                                                   class_keeping_rewrite, refuse_cached_path)
+from keras_rewrite.graph.schema import (Slot, configs_equal, graph_unchanged, iter_graphs, map_structure,
+                                        topological_order, wiring_changes)
 from keras_rewrite.report import Report
 from keras_rewrite.rebuild.weights import initialize_new_weights, set_pass_weights, transfer_weights
 
@@ -260,6 +262,9 @@ class _Rebuilder:
             inputs=map_structure(graph.graph["input_structure"], inputs.__getitem__),
             outputs=map_structure(graph.graph["output_structure"], outputs.__getitem__))
         _keras.set_own_trainable(model, graph.graph.get("trainable", True))
+        policy = graph.graph.get("dtype_policy")
+        if policy is not None and model.dtype_policy.name != policy:
+            model.dtype_policy = policy
         self.shapes[id(graph)] = shapes
         return model
 
@@ -284,43 +289,51 @@ class _Rebuilder:
     def _new_model(self, graph, inputs, outputs):
         """The rebuilt Functional model: of the original's own class where that keeps the rewrite.
 
-        A Functional subclass whose config is its constructor's arguments (KerasHub backbones
-        and tasks) is rebuilt as its class, with its attributes, while the graph is unchanged.
-        Once a pass changed something inside, that class would save the rewrite away (loading
-        re-runs its constructor), so the result is a plain Functional, and the report says so.
+        - A class that saves its graph (Functional, Sequential, a subclass keeping Functional's
+          `get_config`) stays itself, or becomes a `RewrittenFunctional` when sub-layer
+          regularizers must be saved beside the graph.
+        - A class that saves itself as constructor arguments (KerasHub backbones and tasks)
+          stays itself while nothing changed; once a pass changed something inside, it becomes
+          its `class_keeping_rewrite` subclass (the same methods and attributes; its file holds
+          the original's arguments and the passes, see `pipeline._record_recipe`).
         """
         name = graph.graph["name"]
         source = graph.graph.get("source")
         cls = graph.graph.get("model_type", _keras.Functional)
         settings = _sublayer_regularizers(graph)
-        if settings:
-            # Only this class saves them (see keras_rewrite.rebuild.rewritten_model).
-            if cls is not _keras.Functional:
-                self.report.notes.append(
-                    f"model '{name}': rebuilt as RewrittenFunctional, not {cls.__name__}, so "
-                    f"that the regularizers set inside {', '.join(sorted(settings))} are saved "
-                    f"with it (load it after `import keras_rewrite`)")
+        if source is None or cls is _keras.Functional or not issubclass(cls, _keras.Functional):
+            if settings:  # only this class saves them (see rebuild.rewritten_model)
+                model = model_class.new_functional(RewrittenFunctional, inputs, outputs, name)
+                model.set_sublayer_regularizers(settings)
+                return model
+            return keras.Model(inputs=inputs, outputs=outputs, name=name)
+        _, saves_graph = model_class.model_class_of(source)
+        changed = bool(settings) or not graph_unchanged(graph) or _inputs_changed(graph)
+        if saves_graph and settings:
+            self.report.notes.append(
+                f"model '{name}': rebuilt as RewrittenFunctional, not {cls.__name__}, so "
+                f"that the regularizers set inside {', '.join(sorted(settings))} are saved "
+                f"with it (load it after `import keras_rewrite`)")
             model = model_class.new_functional(RewrittenFunctional, inputs, outputs, name)
             model.set_sublayer_regularizers(settings)
             return model
-        if source is None or cls is _keras.Functional or not issubclass(cls, _keras.Functional):
-            return keras.Model(inputs=inputs, outputs=outputs, name=name)
-        _, saves_graph = model_class.model_class_of(source)
-        if not saves_graph and (not graph_unchanged(graph) or _inputs_changed(graph)):
-            self.report.notes.append(
-                f"model '{name}': rebuilt as RewrittenFunctional, not {cls.__name__}: "
-                f"{cls.__name__} saves itself as constructor arguments, so a file of it would "
-                f"reload without the rewrite")
-            return model_class.new_functional(RewrittenFunctional, inputs, outputs, name)
+        kept = cls if saves_graph or not changed else class_keeping_rewrite(cls)
         try:
-            model = model_class.new_functional(cls, inputs, outputs, name)
-            model_class.carry_model_attributes(source, model, self.layer_map)
+            model = model_class.new_functional(kept, inputs, outputs, name)
+            stale = model_class.carry_model_attributes(source, model, self.layer_map)
         except Exception as exc:
             self.report.notes.append(
                 f"model '{name}': rebuilt as a plain Functional, not {cls.__name__}: "
                 f"re-creating {cls.__name__} around the graph failed ({type(exc).__name__}: "
                 f"{_first_line(exc)})")
             return keras.Model(inputs=inputs, outputs=outputs, name=name)
+        if kept is not cls:
+            if settings:
+                model.set_sublayer_regularizers(settings)
+            reason = _cached_path_mismatch(graph, stale)
+            if reason and any(callable(getattr(cls, m, None)) for m in CACHED_PATH_METHODS):
+                refuse_cached_path(model, reason)
+                self.report.notes.append(f"model '{name}': generate() is refused: {reason}")
         return model
 
     def build_sequential(self, graph):
@@ -350,6 +363,9 @@ class _Rebuilder:
                        same_inputs=False)  # shapes: compared by the output check
             previous = (node_id, layer)
         _keras.set_own_trainable(model, graph.graph.get("trainable", True))
+        policy = graph.graph.get("dtype_policy")
+        if policy is not None and model.dtype_policy.name != policy:
+            model.dtype_policy = policy
         shapes = {input_id: [tuple(input_layer.output.shape)]}
         for node_id, layer in zip(chain, layers):
             shapes[node_id] = [tuple(t.shape) for t in keras.tree.flatten(layer.output)]
@@ -376,6 +392,25 @@ def _inputs_changed(graph) -> bool:
     return any(data["kind"] == "input" and data["spec"].original_config is not None
                and not configs_equal(data["spec"].config, data["spec"].original_config)
                for g in iter_graphs(graph) for _, data in g.nodes(data=True))
+
+
+def _cached_path_mismatch(graph, stale) -> str | None:
+    """Why a method that calls the model's layers by attribute (a CausalLM's call_with_cache)
+    no longer computes what the rebuilt graph does, or None.
+
+    It still does when every pass kept the wiring (the same calls on the same tensors; a layer
+    replaced in place, as SpatialDropout for Dropout, is reached through its attribute, which
+    points at the new layer) and no attribute points at a layer the rewrite removed.
+    """
+    changes = wiring_changes(graph)
+    if changes:
+        return (f"a pass changed the graph ({'; '.join(changes[:3])}), and the cached path "
+                "calls the layers by attribute, not through the graph, so it would generate "
+                "with the old layout; predict() and fit() follow the graph")
+    if stale:
+        return (f"{_plural_names(stale)} held by attribute left the graph, and the cached "
+                "path would still call them; predict() and fit() follow the graph")
+    return None
 
 
 def _plural_names(names) -> str:

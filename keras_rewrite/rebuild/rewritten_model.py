@@ -32,7 +32,8 @@ from keras_rewrite.rebuild import layer_copy
 from keras_rewrite.errors import RewriteError
 from keras_rewrite.passes import deserialize_passes
 
-__all__ = ["RewrittenFunctional", "set_recipe_runner"]
+__all__ = ["RewrittenFunctional", "SavesRewrite", "class_keeping_rewrite", "refuse_cached_path",
+           "set_recipe_runner"]
 
 # (original model, passes) -> the rewritten model: `keras_rewrite.rebuild.pipeline` sets it when
 # imported, so this module, which the pipeline imports, does not import it.
@@ -45,9 +46,10 @@ def set_recipe_runner(runner) -> None:
     _recipe_runner = runner
 
 
-@keras.saving.register_keras_serializable("keras_rewrite")
-class RewrittenFunctional(_keras.Functional):
-    """A Functional model whose sub-layer regularizers survive saving and loading.
+class SavesRewrite:
+    """What a rewritten model needs to save what its layers' configs cannot say: a recipe, or
+    the sub-layer regularizers beside its graph. Mixed into `RewrittenFunctional` and into the
+    classes `class_keeping_rewrite` makes; both load through `RewrittenFunctional.from_config`.
 
     `sublayer_regularizers` maps a layer name to ``[[sub-layer index, config key, variable
     attribute, in_cell, serialized regularizer], ...]`` (see `LayerSpec.sublayer_regularizers`).
@@ -56,12 +58,37 @@ class RewrittenFunctional(_keras.Functional):
     def get_config(self):
         if self.recipe is not None:
             return {"name": self.name, "trainable": self.trainable, "recipe": self.recipe}
-        config = super().get_config()
+        config = _keras.graph_config(self)
         config["sublayer_regularizers"] = {
             name: [[index, key, attr, in_cell, serialized]
                    for (index, key), (attr, in_cell, serialized) in settings.items()]
             for name, settings in self.sublayer_regularizers.items()}
         return config
+
+    @property
+    def recipe(self) -> dict | None:
+        """``{"model": the original's serialized config, "passes": built-in passes}`` or None;
+        ``"part"`` (layer names from the top model down) for a nested model of that result."""
+        return getattr(self, "_recipe", None)
+
+    def set_recipe(self, recipe: dict) -> None:
+        object.__setattr__(self, "_recipe", recipe)
+
+    @property
+    def sublayer_regularizers(self) -> dict:
+        return getattr(self, "_sublayer_regularizers", {})
+
+    def set_sublayer_regularizers(self, by_layer: dict) -> None:
+        """Set the regularizers on this model's layers (by layer name) and remember them."""
+        for name, settings in by_layer.items():
+            layer_copy.set_sublayer_regularizers(self.get_layer(name), settings)
+        object.__setattr__(self, "_sublayer_regularizers", dict(by_layer))
+
+
+@keras.saving.register_keras_serializable("keras_rewrite")
+class RewrittenFunctional(SavesRewrite, _keras.Functional):
+    """A Functional model whose sub-layer regularizers survive saving and loading; it also
+    loads every `class_keeping_rewrite` class (their files name it)."""
 
     @classmethod
     def from_config(cls, config, custom_objects=None):
@@ -87,28 +114,55 @@ class RewrittenFunctional(_keras.Functional):
                                                          custom_objects=custom_objects)
         passes = deserialize_passes(recipe["passes"])
         model = _recipe_runner(original, passes)
-        if not isinstance(model, cls):
+        for name in recipe.get("part", ()):
+            model = model.get_layer(name)
+        if not isinstance(model, SavesRewrite):
             raise TypeError(f"re-applying {[p['class'] for p in recipe['passes']]} to "
-                            f"{type(original).__name__} gave a {type(model).__name__}; expected "
-                            f"a {cls.__name__} (the passes no longer change that model)")
+                            f"{type(original).__name__} gave a {type(model).__name__} that no "
+                            "pass changed; expected a rewritten model (the passes no longer "
+                            "change that model)")
         if model.name != config.get("name", model.name):
             object.__setattr__(model, "_name", config["name"])
         return model
 
-    @property
-    def recipe(self) -> dict | None:
-        """``{"model": the original's serialized config, "passes": built-in passes}`` or None."""
-        return getattr(self, "_recipe", None)
 
-    def set_recipe(self, recipe: dict) -> None:
-        object.__setattr__(self, "_recipe", recipe)
+# cls -> its class_keeping_rewrite subclass, made once per class.
+_KEEPING = {}
+# The methods of a KerasHub CausalLM that run its layers by attribute, not through its graph.
+CACHED_PATH_METHODS = ("call_with_cache", "generate", "score")
 
-    @property
-    def sublayer_regularizers(self) -> dict:
-        return getattr(self, "_sublayer_regularizers", {})
 
-    def set_sublayer_regularizers(self, by_layer: dict) -> None:
-        """Set the regularizers on this model's layers (by layer name) and remember them."""
-        for name, settings in by_layer.items():
-            layer_copy.set_sublayer_regularizers(self.get_layer(name), settings)
-        object.__setattr__(self, "_sublayer_regularizers", dict(by_layer))
+def class_keeping_rewrite(cls):
+    """`cls` (a class that saves itself as constructor arguments: a KerasHub backbone or task)
+    with `SavesRewrite` mixed in, so that a rewritten instance stays a `cls` (every method, the
+    preprocessor, `generate`) and its file reloads with the rewrite. Its name is `cls`'s.
+
+    A class with a cached path (a CausalLM's `generate`, see CACHED_PATH_METHODS) refuses it
+    once `refuse_cached_path` says why that path no longer computes what the graph does.
+    """
+    made = _KEEPING.get(cls)
+    if made is None:
+        methods = {"__module__": __name__, "__qualname__": cls.__qualname__,
+                   "__doc__": cls.__doc__}
+        for method in CACHED_PATH_METHODS:
+            if callable(getattr(cls, method, None)):
+                methods[method] = _guarded(method)
+        made = _KEEPING[cls] = type(cls.__name__, (SavesRewrite, cls), methods)
+        _keras.save_class_as(made, keras.saving.get_registered_name(RewrittenFunctional))
+    return made
+
+
+def refuse_cached_path(model, reason: str) -> None:
+    """Make `model`'s cached-path methods (CACHED_PATH_METHODS) raise RewriteError(reason)."""
+    object.__setattr__(model, "_cached_path_refused", reason)
+
+
+def _guarded(method):
+    def guarded(self, *args, **kwargs):
+        reason = getattr(self, "_cached_path_refused", None)
+        if reason is not None:
+            raise RewriteError(f"model '{self.name}': {method}() is refused: {reason}")
+        return getattr(super(type(self), self), method)(*args, **kwargs)
+
+    guarded.__name__ = method
+    return guarded

@@ -7,6 +7,7 @@ import tensorflow as tf
 from keras import layers
 
 import keras_rewrite as kr
+from keras_rewrite.rebuild.rewritten_model import SavesRewrite
 from helpers import assert_identical_copy, assert_same_predictions
 
 
@@ -63,11 +64,17 @@ def test_a_functional_subclass_keeps_its_class_and_its_attributes_point_into_the
     assert result.report.notes == []
 
 
-def test_a_changed_constructor_config_subclass_becomes_a_rewritten_functional(tmp_path):
+def test_a_changed_constructor_config_subclass_stays_its_class_and_saves_the_rewrite(tmp_path):
     model = TinyBackbone(width=5, name="tiny")
     result = kr.rewrite_with_report(model, [kr.passes.L2Regularization(0.01)])
-    assert type(result.model) is kr.RewrittenFunctional
-    assert "TinyBackbone saves itself as constructor arguments" in result.report.notes[0]
+    new = result.model
+    assert isinstance(new, TinyBackbone) and type(new).__name__ == "TinyBackbone"
+    assert isinstance(new, SavesRewrite)
+    assert new.hidden is new.get_layer("hidden") and new.width == 5
+    assert "saves as TinyBackbone's constructor arguments plus the passes" in result.report.notes[-1]
+    assert new.get_config()["recipe"]["model"]["class_name"] == "TinyBackbone"
+    assert keras.saving.serialize_keras_object(new)["registered_name"] == \
+        "keras_rewrite>RewrittenFunctional"
 
 
 @keras.saving.register_keras_serializable("test_fidelity")
@@ -274,13 +281,14 @@ def test_a_changed_constructor_config_model_saves_as_its_arguments_plus_the_pass
     new = kr.rewrite(model, passes)
     new.save(tmp_path / "m.keras")
     loaded = keras.saving.load_model(tmp_path / "m.keras")
-    assert type(loaded) is kr.RewrittenFunctional and loaded.recipe == new.recipe
+    assert type(loaded) is type(new) and isinstance(loaded, TinyBackbone)
+    assert loaded.recipe == new.recipe
     assert_same_predictions(model, loaded, {"x": np.ones((2, 3), "float32")})
     assert loaded.get_layer("hidden").kernel_regularizer.get_config() == {"l2": 0.01}
     assert loaded.get_layer("head_a").kernel_regularizer is None
 
 
-def test_a_custom_pass_cannot_be_re_applied_so_the_model_saves_as_a_graph():
+def test_a_custom_pass_cannot_be_re_applied_so_the_model_saves_as_a_graph(tmp_path):
     model = TinyBackbone(width=5, name="tiny")
 
     def rename_nothing(graph):
@@ -290,8 +298,13 @@ def test_a_custom_pass_cannot_be_re_applied_so_the_model_saves_as_a_graph():
         return PassResult("rename_nothing", modified=True, outputs_unchanged=False)
 
     result = kr.rewrite_with_report(model, [rename_nothing])
-    assert result.model.recipe is None
+    assert isinstance(result.model, TinyBackbone) and result.model.recipe is None
     assert "a custom pass cannot be re-applied" in result.report.notes[-1]
+    # Its file holds the graph: it reloads as a RewrittenFunctional, the rewrite kept.
+    result.model.save(tmp_path / "graph.keras")
+    loaded = keras.saving.load_model(tmp_path / "graph.keras")
+    assert type(loaded) is kr.RewrittenFunctional
+    assert loaded.get_layer("hidden").get_config()["activation"] == "tanh"
 
 
 @keras.saving.register_keras_serializable("test_fidelity")
