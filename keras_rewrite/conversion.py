@@ -271,6 +271,10 @@ def check_written(tmp, output, new_model, x, expected, *, safe_mode=True,
                                           custom_objects=custom_objects, limits=limits)
     except ModelFileError as exc:
         raise OutputError(output, f"the written file does not reload: {exc.reason}") from exc
+    if type(reloaded) is not type(new_model):  # a task would lose its preprocessor, methods
+        raise OutputError(output, f"the written file would reload as a "
+                                  f"{type(reloaded).__name__}, not a "
+                                  f"{type(new_model).__name__}; not written")
     comparison = verify.compare_models(new_model, reloaded, x, expected)
     if comparison:
         return

@@ -1166,11 +1166,56 @@ def check_identity(model, x):
     fail_if(problems, "identity rewrite is not an exact copy")
 
 
+def class_problems(original, new, what="the rewritten model"):
+    """A model whose class saves itself as constructor arguments (KerasHub backbones and
+    tasks) stays an instance of its class, and a task's backbone of its own (issue 17)."""
+    cls = type(original)
+    if cls in (keras.Model, keras.Sequential) or cls.get_config is keras.Model.get_config \
+            or cls.__module__.startswith("keras.src."):
+        return []
+    problems = [] if isinstance(new, cls) else [
+        f"{what} is a {type(new).__name__}, expected a {cls.__name__}"]
+    backbone = getattr(original, "backbone", None)
+    if isinstance(backbone, keras.Model) and not isinstance(getattr(new, "backbone", None),
+                                                             type(backbone)):
+        problems.append(f"{what}'s backbone is a {type(getattr(new, 'backbone', None)).__name__},"
+                        f" expected a {type(backbone).__name__}")
+    return problems
+
+
+def generate_problems(original, result, x):
+    """A CausalLM (no preprocessor here: token ids in) generates the same greedy tokens after
+    the rewrite, or refuses generate() where the report says a pass changed the wiring."""
+    if not callable(getattr(original, "generate", None)) or not isinstance(x, dict):
+        return []
+    from keras_rewrite.errors import RewriteError
+    import keras_hub
+
+    new, refused = result.model, any("generate() is refused" in n for n in result.report.notes)
+    prompt = {k: x[k] for k in ("token_ids", "padding_mask")}
+    kept = original.sampler
+    try:
+        original.sampler = new.sampler = keras_hub.samplers.GreedySampler()
+        expected = original.generate(prompt, stop_token_ids=None)
+        try:
+            received = new.generate(prompt, stop_token_ids=None)
+        except RewriteError as exc:
+            return [] if refused and "refused" in str(exc) else [f"generate(): {exc}"]
+    finally:
+        original.sampler = kept
+    if refused:
+        return ["generate() ran, though the report says it is refused"]
+    return [f"generate(): {d}" for d in output_differences(expected, received, "generate")]
+
+
 def check_passes(model, x):
-    """All three passes run; outputs equal where the report says they are unchanged."""
+    """All three passes run; outputs equal where the report says they are unchanged; a
+    KerasHub model stays its class."""
     result = keras_rewrite.rewrite_with_report(model, ALL_PASSES)
     unchanged = result.report.outputs_unchanged
     problems = compare_outputs(model, result.model, x, values=unchanged is True)
+    problems += class_problems(model, result.model)
+    problems += generate_problems(model, result, x)
     fail_if(problems, f"after {'+'.join(ALL_PASSES)} (report: outputs_unchanged={unchanged})")
 
 
@@ -1210,10 +1255,12 @@ def saved_and_loaded(new, original, tmp_dir, file_name, unsafe=False, notes=()):
 
 
 def check_save_load(model, x, tmp_dir, unsafe=False):
-    """rewrite(model, ["l2"]) saved as .keras and loaded: same outputs, same L2 factors."""
+    """rewrite(model, ["l2"]) saved as .keras and loaded: same outputs, same L2 factors, a
+    KerasHub model still its class."""
     new = keras_rewrite.rewrite(model, ["l2"])
     loaded = saved_and_loaded(new, model, tmp_dir, "rewritten.keras", unsafe)
     problems = compare_outputs(new, loaded, x)
+    problems += class_problems(model, new) + class_problems(model, loaded, "the loaded model")
     expected, received = regularizer_factors(new), regularizer_factors(loaded)
     names, loaded_names = layer_names(new), layer_names(loaded)
     for layer_path in expected:

@@ -1,6 +1,8 @@
-"""`RewrittenFunctional`: a Functional model that saves what its layers' configs cannot say.
-
-It saves itself in one of two ways:
+"""Rewritten models that save what their layers' configs cannot say: `RewrittenFunctional`,
+and a class that saves itself as constructor arguments (a KerasHub backbone or task) with
+`SavesRewrite` mixed in (`class_keeping_rewrite`), which stays that class: its methods, its
+preprocessor, `generate()`. Both save themselves in one of two ways, and both load through
+`RewrittenFunctional.from_config` (the files of the second name that registered class):
 
 - **recipe**, for a rewritten model whose original class describes itself by constructor
   arguments (every KerasHub backbone and task): such a class's layers often cannot be saved
@@ -8,7 +10,8 @@ It saves itself in one of two ways:
   RMSNormalization), so the file holds the original's own config and the built-in passes with
   their settings; loading builds the original from its arguments, applies the passes again
   (moving its fresh variables, nothing copied) and Keras then loads the trained weights into
-  the result, whose layers are the same by name and order.
+  the result, whose layers are the same by name and order. A nested model of such a result
+  (a task's backbone) saved alone holds the same recipe and the path down to it.
 - **graph**, otherwise: the Functional graph, plus the regularizers below.
 
 L2 on a kernel held by a sub-layer of a custom layer (a keras.io transformer block, every
