@@ -224,7 +224,12 @@ def convert_file(src, dst, passes, *, check: bool = True, safe_mode: bool = True
             try:
                 atomic_save.save_model(new_model, dst, overwrite=overwrite or same,
                                        check=reload_check)
-            except OutputError:
+            except OutputError as exc:
+                if exc.reason.startswith("Keras could not save") and _unsaveable(model):
+                    reason = exc.reason.removesuffix(f"; {BUG_HINT}")
+                    raise OutputError(dst, f"{reason}; Keras cannot save the model it loaded "
+                                           f"from {show_path(label)} either: a Keras "
+                                           "limitation, not the rewrite's") from exc
                 raise
             except Exception as exc:  # save_model has removed its temporary folder
                 raise _unexpected(dst, "write", "while writing or reloading", exc) from exc
@@ -239,6 +244,19 @@ def convert_file(src, dst, passes, *, check: bool = True, safe_mode: bool = True
         checked=written and check, max_abs_difference=diff, outputs=outputs,
         outputs_detail=detail, output_shapes=[tuple(t.shape) for t in new_model.outputs],
         optimizer_reset=_optimizer_steps(model) > 0, timings=timings)
+
+
+def _unsaveable(model) -> bool:
+    """Whether Keras cannot save `model` itself (a reloaded int8 KerasHub model: Keras 3.15
+    saves None for its scales); tried in a scratch folder."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="keras_rewrite_") as folder:
+        try:
+            model.save(os.path.join(folder, "original.keras"))
+        except Exception:
+            return True
+    return False
 
 
 def _unexpected(label, step: str, doing: str, exc: BaseException) -> ConversionError:

@@ -23,7 +23,7 @@ import keras
 import networkx as nx
 
 from keras_rewrite import _keras
-from keras_rewrite.passes import quantize
+from keras_rewrite.passes import live, quantize
 from keras_rewrite.verify import layer_state
 from keras_rewrite.rebuild import model_class
 from keras_rewrite.rebuild import layer_copy
@@ -104,6 +104,13 @@ class _Rebuilder:
             elif self.move and self.copyable(spec) and not isinstance(spec.source,
                                                                     _keras.InputLayer):
                 layer = self.copy(spec, "variables moved (copy=False)")
+            elif (changed := _regularizers_only_change(spec)) is not None:
+                layer = self.copy(spec, "quantized or LoRA state kept; the regularizers set "
+                                        "on the copy")
+                for key, value in changed.items():
+                    regularizer = keras.regularizers.get(value)
+                    live.set_live_regularizer(layer, key, _STATEFUL_REGULARIZED[key], False,
+                                              regularizer, regularizer)
             elif spec.config_error and (self.copyable(spec) or self.new_policy(spec)):
                 layer = self.copy(spec, spec.config_error)
             else:
@@ -262,8 +269,10 @@ class _Rebuilder:
             inputs=map_structure(graph.graph["input_structure"], inputs.__getitem__),
             outputs=map_structure(graph.graph["output_structure"], outputs.__getitem__))
         _keras.set_own_trainable(model, graph.graph.get("trainable", True))
-        policy = graph.graph.get("dtype_policy")
-        if policy is not None and model.dtype_policy.name != policy:
+        source, policy = graph.graph.get("source"), graph.graph.get("dtype_policy")
+        if source is not None and policy == source.dtype_policy.name:
+            policy = source.dtype_policy  # the object: a quantized model's DTypePolicyMap too
+        if policy is not None and model.dtype_policy.name != getattr(policy, "name", policy):
             model.dtype_policy = policy
         self.shapes[id(graph)] = shapes
         return model
@@ -363,8 +372,10 @@ class _Rebuilder:
                        same_inputs=False)  # shapes: compared by the output check
             previous = (node_id, layer)
         _keras.set_own_trainable(model, graph.graph.get("trainable", True))
-        policy = graph.graph.get("dtype_policy")
-        if policy is not None and model.dtype_policy.name != policy:
+        source, policy = graph.graph.get("source"), graph.graph.get("dtype_policy")
+        if source is not None and policy == source.dtype_policy.name:
+            policy = source.dtype_policy  # the object: a quantized model's DTypePolicyMap too
+        if policy is not None and model.dtype_policy.name != getattr(policy, "name", policy):
             model.dtype_policy = policy
         shapes = {input_id: [tuple(input_layer.output.shape)]}
         for node_id, layer in zip(chain, layers):
@@ -482,6 +493,31 @@ def _without_sharing_ids(value):
     if isinstance(value, (list, tuple)):
         return type(value)(_without_sharing_ids(v) for v in value)
     return value
+
+
+# The regularizers of the layers Keras quantizes or gives LoRA, and the variable of each.
+_STATEFUL_REGULARIZED = {"kernel_regularizer": "kernel", "bias_regularizer": "bias",
+                         "embeddings_regularizer": "embeddings"}
+
+
+def _regularizers_only_change(spec) -> dict | None:
+    """{config key: new value} when a pass changed only regularizers of a quantized or LoRA
+    layer, else None. Re-created from its config such a layer would not be the same (a
+    float8 Dense creates its variables in another order than `quantize` left them; LoRA
+    draws new adapters): it is copied from the object, and the regularizers set on the copy."""
+    source = spec.source
+    if (not isinstance(source, keras.layers.Layer) or spec.subgraph is not None
+            or spec.weights is not None or spec.cls is not type(source)
+            or spec.original_config is None or spec.sublayer_regularizers
+            or not (getattr(source, "quantization_mode", None)
+                    or getattr(source, "lora_enabled", False))):
+        return None
+    config, original = (_without_sharing_ids(c) for c in (spec.config, spec.original_config))
+    changed = {k for k in set(config) | set(original)
+               if not configs_equal(config.get(k), original.get(k))}
+    if not changed or not changed <= set(_STATEFUL_REGULARIZED):
+        return None
+    return {key: spec.config.get(key) for key in changed}
 
 
 def _policy_only_change(spec) -> str | None:

@@ -21,7 +21,7 @@ from keras_rewrite.verify import layer_state
 from keras_rewrite.errors import FidelityError
 
 _LAYER_FIELDS = ("class", "dtype policy", "quantization mode", "trainable", "LoRA rank")
-_VARIABLE_FIELDS = ("path", "dtype", "shape", "trainable", "sharing")
+_VARIABLE_FIELDS = ("path", "dtype", "shape", "trainable", "overwrite_with_gradient", "sharing")
 
 
 def check_layer(spec, layer, *, same_inputs: bool = True) -> None:

@@ -2,8 +2,6 @@
 share to compute and train alike."""
 from __future__ import annotations
 
-
-
 from keras_rewrite._keras import sublayers
 
 
@@ -12,9 +10,10 @@ def layer_state(layer, *, shapes=True) -> list:
 
     Per sub-layer (the layer itself first): its class, dtype policy name (a quantized
     layer's is ``int8_from_float32`` and the like), `quantization_mode`, `trainable` and LoRA
-    rank. Per variable, in `layer.weights` order: its path from the layer's name on, dtype, shape (unless
-    `shapes=False`), `trainable`, and the position of its first occurrence (tied variables
-    stay one variable). Two layers with equal states compute and train alike, given equal
+    rank. Per variable, in `layer.weights` order: its path from the layer's name on, dtype,
+    shape (unless `shapes=False`), `trainable`, `overwrite_with_gradient` (float8's scales and
+    amax histories: the optimizer overwrites them) and the position of its first occurrence
+    (tied variables stay one variable). Two layers with equal states compute and train alike, given equal
     variable values.
     """
     state = []
@@ -28,6 +27,7 @@ def layer_state(layer, *, shapes=True) -> list:
     for i, variable in enumerate(layer.weights):
         state.append(("variable", _path_from(variable.path, layer.name), str(variable.dtype),
                       tuple(variable.shape) if shapes else None, bool(variable.trainable),
+                      bool(getattr(variable, "overwrite_with_gradient", False)),
                       first.setdefault(id(variable), i)))
     return state
 
