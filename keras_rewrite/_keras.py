@@ -3,7 +3,7 @@
 Everything keras_rewrite needs from Keras beyond its public API goes through here: walking a
 Functional model's own call nodes, finding the Functional graph inside a Sequential, a layer's
 own variables and sub-layers in tracking order, copying a layer object past Keras's trackers,
-Keras's recursion during model construction, and a backend's variable copies. When a Keras release changes one of these, this file and its test
+and a backend's variable copies. When a Keras release changes one of these, this file and its test
 (`_keras_test.py`) are what change.
 
 Measured on Keras 3.15 (see ../shared/KERAS_FACTS.md):
@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import sys
-import threading
 import types
 
 import keras
@@ -166,48 +165,6 @@ def _adopt_torch_layout(target, value) -> bool:
     return True
 
 
-_recursion_lock = threading.Lock()
-_recursion_needs: list[int] = []  # what each call inside `recursion_limit_for` needs
-_recursion_limits = {"caller": 0, "set": 0}  # the caller's limit; the one set here last
-
-
-@contextlib.contextmanager
-def recursion_limit_for(num_nodes: int):
-    """Raise Python's recursion limit enough for Keras to build a graph of `num_nodes` nodes.
-
-    Keras builds a Functional model's node map recursively (keras/src/ops/function.py), about
-    two frames per layer on the longest path, so a user may own a model deeper than the default
-    limit allows to rebuild. The limit is restored afterwards.
-
-    The limit is one for the whole interpreter, so overlapping calls (threads) share it: while
-    any call runs, the limit is the largest any running call needs (or the caller's, if
-    higher); when the last one ends, it is the caller's again, in whatever order they end. A
-    limit the caller sets meanwhile becomes the caller's.
-    """
-    needed = 2000 + 4 * num_nodes
-    with _recursion_lock:
-        current = sys.getrecursionlimit()
-        if not _recursion_needs or current != _recursion_limits["set"]:
-            _recursion_limits["caller"] = current
-        _recursion_needs.append(needed)
-        _set_recursion_limit()
-    try:
-        yield
-    finally:
-        with _recursion_lock:
-            if sys.getrecursionlimit() != _recursion_limits["set"]:
-                _recursion_limits["caller"] = sys.getrecursionlimit()
-            _recursion_needs.remove(needed)
-            _set_recursion_limit()
-
-
-def _set_recursion_limit() -> None:
-    """The caller's limit, or more while calls that need more run (lock held)."""
-    limit = max([_recursion_limits["caller"], *_recursion_needs])
-    sys.setrecursionlimit(limit)
-    _recursion_limits["set"] = limit
-
-
 def distribution_scope(model):
     """The `tf.distribute` strategy scope `model` was built under, or a null context.
 
@@ -240,6 +197,29 @@ def sublayers(layer, *, include_self=True, recursive=True) -> list:
     """`layer`'s sub-layers (depth first, each once), in Keras's tracking order: the order the
     indices in `LayerSpec.sublayer_regularizers` refer to."""
     return list(layer._flatten_layers(include_self=include_self, recursive=recursive))
+
+
+def tracked_layers(layer) -> list:
+    """The direct sub-layers `layer` tracks, in its order (what `weights` follows)."""
+    return list(layer._layers)
+
+
+def set_tracked_layers(layer, order) -> None:
+    """Track the same direct sub-layers in `order` (a permutation of `tracked_layers`)."""
+    if sorted(map(id, order)) == sorted(map(id, layer._layers)):
+        layer._layers[:] = order
+
+
+def replace_sublayer(layer, attr: str, new) -> None:
+    """Make `layer.attr` the layer `new`, in the tracking position of the one it replaces
+    (which `layer` then no longer tracks)."""
+    old = getattr(layer, attr)
+    index = next((i for i, l in enumerate(layer._layers) if l is old), None)
+    if index is None:
+        layer._layers.append(new)
+    else:
+        layer._layers[index] = new
+    object.__setattr__(layer, attr, new)
 
 
 def own_variables(layer, trainable_only=False) -> list:

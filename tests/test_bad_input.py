@@ -13,6 +13,7 @@ from keras import layers
 import keras_rewrite
 from helpers import model_fingerprint
 from keras_rewrite.passes import L2Regularization, PassResult
+from keras_rewrite.rebuild import recursion
 
 
 def small_model():
@@ -209,7 +210,7 @@ def test_overlapping_recursion_limits_end_at_the_callers_whatever_the_order():
     sys.setrecursionlimit(1000)
     try:
         for order in ("first in, first out", "last in, first out"):
-            a, b = _keras.recursion_limit_for(100), _keras.recursion_limit_for(500)
+            a, b = recursion.recursion_limit_for(100), recursion.recursion_limit_for(500)
             a.__enter__()
             assert sys.getrecursionlimit() == 2400
             b.__enter__()
@@ -220,9 +221,9 @@ def test_overlapping_recursion_limits_end_at_the_callers_whatever_the_order():
             second.__exit__(None, None, None)
             assert sys.getrecursionlimit() == 1000, order
         # a limit the caller sets while a call runs is the one restored
-        with _keras.recursion_limit_for(100):
+        with recursion.recursion_limit_for(100):
             sys.setrecursionlimit(3000)
-            with _keras.recursion_limit_for(1000):
+            with recursion.recursion_limit_for(1000):
                 assert sys.getrecursionlimit() == 6000
             assert sys.getrecursionlimit() == 3000
         assert sys.getrecursionlimit() == 3000

@@ -61,6 +61,7 @@ def test_zoo_is_complete():
         sources[entry.source] = sources.get(entry.source, 0) + 1
     assert len(zoo.ZOO) >= 45, sources
     assert sources["KerasHub"] >= 15, sources
+    assert sources["KerasHub, quantized or LoRA"] >= 5, sources
     assert sources["keras.applications"] >= 14, sources
     assert sources["preprocessing"] == 5, sources
 
@@ -70,6 +71,12 @@ def test_identity_rewrite_is_exact(zoo_model):
     """rewrite(model): same class, bit-identical outputs (dict keys kept), same configs and
     weights layer by layer."""
     _run("identity", zoo_model)
+
+
+@pytest.mark.slow
+def test_state_is_kept(zoo_model):
+    """rewrite(model): every variable and layer state kept (quantized, LoRA, frozen)."""
+    _run("state", zoo_model)
 
 
 @pytest.mark.slow

@@ -372,6 +372,39 @@ _DECODER = dict(vocabulary_size=50, num_layers=1, num_query_heads=2, num_key_val
                 hidden_dim=8, intermediate_dim=16)
 
 
+def _with_state(build, how):
+    """A KerasHub model as users bring it (issue 16): quantized (int8, int4, float8, or int8
+    on the feed-forward kernels only) or with LoRA (a trained-like adapter: lora_kernel_b
+    non-zero, so it changes predictions)."""
+    import warnings
+    from unittest import mock
+
+    def make():
+        model = build()
+        mode, _, only = how.partition(":")
+        if mode in ("int8", "int4", "float8"):
+            # Keras runs gc.collect() per deleted kernel (0.3 s each): not needed here.
+            with warnings.catch_warnings(), mock.patch("gc.collect", lambda *args: 0):
+                warnings.simplefilter("ignore")
+                model.quantize(mode, filters=only or None)
+        elif mode == "lora":
+            (model.backbone if hasattr(model, "backbone") else model).enable_lora(2)
+            for v in model.weights:
+                if v.path.endswith("lora_kernel_b"):
+                    v.assign(np.full(v.shape, 0.05, "float32"))
+        return model
+    return make
+
+
+# (zoo name, model it starts from, state): KerasHub models quantized or with LoRA.
+STATEFUL = [("GPT2Backbone_int8", "GPT2Backbone", "int8"),
+            ("BertBackbone_lora", "BertBackbone", "lora"),
+            ("GemmaBackbone_int4", "GemmaBackbone", "int4"),
+            ("BertTextClassifier_float8", "BertTextClassifier", "float8"),
+            ("GPT2CausalLM_lora", "GPT2CausalLM", "lora"),
+            ("LlamaBackbone_int8_ffn", "LlamaBackbone", "int8:feedforward")]
+
+
 def _sparse_labels(num_classes):
     def make(model, x, outputs):
         return _rng(2).integers(0, num_classes, size=(2,)).astype("int32")
@@ -822,6 +855,9 @@ def _zoo():
         if name in ("GPT2CausalLM", "LlamaCausalLM", "BertMaskedLM"):
             kw["targets"] = _token_labels
         add(name, "KerasHub", build, **kw)
+        for stateful, base, how in STATEFUL:
+            if base == name:
+                add(stateful, "KerasHub, quantized or LoRA", _with_state(build, how), **kw)
 
     add("transformer_text_with_config", "keras.io style",
         lambda: transformer_classifier(with_config=True), batch=_token_batch())
@@ -1208,6 +1244,43 @@ def generate_problems(original, result, x):
     return [f"generate(): {d}" for d in output_differences(expected, received, "generate")]
 
 
+def _variables(model):
+    return [(v.path, str(v.dtype), tuple(v.shape), bool(v.trainable),
+             bool(getattr(v, "overwrite_with_gradient", False)),
+             np.asarray(keras.ops.convert_to_numpy(v)).tobytes()) for v in model.weights]
+
+
+def _layer_states(model):
+    return [(type(l).__name__, l.dtype_policy.name, getattr(l, "quantization_mode", None),
+             bool(l.trainable),
+             getattr(l, "lora_rank", None) if getattr(l, "lora_enabled", False) else None)
+            for l in model._flatten_layers(include_self=False, recursive=True)
+            if not isinstance(l, keras.layers.InputLayer)]
+
+
+def check_state(model, x):
+    """The state contract (issue 16): `rewrite(model)` keeps every variable (path, dtype,
+    shape, trainable, overwrite_with_gradient, the bytes) in order and every layer's class,
+    policy, quantization mode, trainable flag and LoRA rank at every depth; after ["l2"] the
+    same variables are trainable and the original is unchanged."""
+    before = _variables(model)
+    same = keras_rewrite.rewrite(model)
+    problems = []
+    if _variables(same) != before:
+        problems.append(first_difference(before, _variables(same), "variables") or
+                        "variables differ")
+    if _layer_states(same) != _layer_states(model):
+        problems.append(first_difference(_layer_states(model), _layer_states(same), "layers")
+                        or "layer states differ")
+    regularized = keras_rewrite.rewrite(model, ["l2"])
+    if [v.path for v in regularized.trainable_weights] != [v.path for v in
+                                                           model.trainable_weights]:
+        problems.append("after l2 other variables are trainable")
+    if _variables(model) != before:
+        problems.append("the original's variables changed")
+    fail_if(problems, "state not kept")
+
+
 def check_passes(model, x):
     """All three passes run; outputs equal where the report says they are unchanged; a
     KerasHub model stays its class."""
@@ -1462,8 +1535,8 @@ def check_cli(model, tmp_dir, unsafe=False):
     fail_if(problems, "CLI")
 
 
-CHECKS = ["identity", "passes", "l2_coverage", "save_load", "export", "mixed_precision",
-          "fit_callback", "cli"]
+CHECKS = ["identity", "state", "passes", "l2_coverage", "save_load", "export",
+          "mixed_precision", "fit_callback", "cli"]
 
 
 def run_check(check, name, tmp_dir=None):
@@ -1474,6 +1547,8 @@ def run_check(check, name, tmp_dir=None):
     model, x = get(name)
     if check == "identity":
         return check_identity(model, x)
+    if check == "state":
+        return check_state(model, x)
     if check == "passes":
         return check_passes(model, x)
     if check == "l2_coverage":

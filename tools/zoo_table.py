@@ -34,6 +34,7 @@ import zoo  # noqa: E402
 
 COLUMNS = {
     "identity": "identity exact",
+    "state": "state kept",
     "passes": "passes",
     "l2_coverage": "L2 on every kernel",
     "save_load": "save/load",

@@ -55,6 +55,37 @@ def set_copied_dtype_policy(layer, source, policy: str) -> None:
         sub.dtype_policy = policy
 
 
+def retie_shared_sublayers(source, layer, layer_map) -> list[str]:
+    """Point `layer`'s attributes at the rebuilt counterparts of layers `source` shares with
+    the rest of the model (KerasHub's MaskedLMHead holds the backbone's `token_embedding`:
+    re-created from its config it would hold a copy, an untied second variable). Returns the
+    attributes re-tied."""
+    tied = []
+    for name, value in vars(source).items():
+        counterpart = layer_map.get(id(value)) if isinstance(value, Layer) else None
+        if (counterpart is not None and value is not source
+                and getattr(layer, name, None) is not counterpart
+                and isinstance(getattr(layer, name, None), type(value))):
+            _keras.replace_sublayer(layer, name, counterpart)
+            tied.append(name)
+    return tied
+
+
+def creation_scope(layer):
+    """The name scopes `layer`'s variables were created in, entered: a layer built under them
+    gets the original's variable paths (keras.applications' NASNet builds its blocks inside
+    ``name_scope("reduction_A_block_stem_1")``; LayoutMap and DTypePolicyMap patterns match
+    paths). Nothing for a layer without variables or built outside any scope."""
+    scopes = contextlib.ExitStack()
+    variables = getattr(layer, "weights", None) if isinstance(layer, Layer) else None
+    if variables:
+        parts = variables[0].path.split("/")
+        if layer.name in parts and parts.index(layer.name) > 0:
+            for part in parts[:parts.index(layer.name)]:
+                scopes.enter_context(keras.name_scope(part))
+    return scopes
+
+
 def _new_variable_like(variable):
     import numpy as np
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import keras
 
-from keras_rewrite._keras import Functional, Layer
+from keras_rewrite import _keras
+from keras_rewrite._keras import Functional, Layer, sublayers
 
 
 def model_class_of(model):
@@ -54,12 +55,21 @@ def carry_model_attributes(original, new, layer_map) -> list[str]:
     """
     in_graph = {id(layer) for layer in original.layers}
     stale = []
+    inner = {}  # id(sub-layer of an original graph layer) -> its counterpart in the new one
+    for layer in original.layers:
+        counterpart = layer_map.get(id(layer))
+        if counterpart is not None and counterpart is not layer:
+            old_subs, new_subs = sublayers(layer), sublayers(counterpart)
+            if [type(x) for x in old_subs] == [type(x) for x in new_subs]:
+                inner.update({id(a): b for a, b in zip(old_subs, new_subs)})
 
     def mapped(value):
         if isinstance(value, Layer):
             if id(value) in in_graph and id(value) not in layer_map:
                 stale.append(value.name)
-            return layer_map.get(id(value), value)
+            # A sub-layer held by attribute too (RoBERTa's `token_embedding`, inside its
+            # TokenAndPositionEmbedding): the new one's, never the original's (shared state).
+            return layer_map.get(id(value), inner.get(id(value), value))
         if isinstance(value, dict):
             return {k: mapped(v) for k, v in value.items()}
         if isinstance(value, (list, tuple)) and not hasattr(value, "_fields"):
@@ -74,6 +84,12 @@ def carry_model_attributes(original, new, layer_map) -> list[str]:
         if name == "_functional_layer_ids":  # KerasHub: ids of the model's own layers
             value = {id(layer) for layer in new._flatten_layers()}
         setattr(new, name, mapped(value))
+    # Keras lists a model's weights in the order it tracked its layers: the subclass's
+    # __init__ assigned attributes first (BART's encoder, then decoder), Functional's
+    # initializer came last; here it came first. Track them in the original's order.
+    order = [layer_map.get(id(l), inner.get(id(l))) for l in _keras.tracked_layers(original)]
+    if None not in order:
+        _keras.set_tracked_layers(new, order)
     return sorted(set(stale))
 
 

@@ -24,6 +24,7 @@ import networkx as nx
 
 from keras_rewrite import _keras
 from keras_rewrite.passes import live, quantize
+from keras_rewrite.rebuild import recursion
 from keras_rewrite.verify import layer_state
 from keras_rewrite.rebuild import model_class
 from keras_rewrite.rebuild import layer_copy
@@ -57,7 +58,7 @@ def to_model(graph: nx.MultiDiGraph, *, report: Report | None = None,
     """
     report = report if report is not None else Report()
     size = sum(g.number_of_nodes() for g in iter_graphs(graph))
-    with _keras.recursion_limit_for(size):
+    with recursion.recursion_limit_for(size):
         rebuilder = _Rebuilder(report, move)
         rebuilder.weights_must_fit = list(graph.graph.get("weights_must_fit") or ())
         rebuilder.quantize_marks = quantize.marks_by_spec(graph)
@@ -171,8 +172,10 @@ class _Rebuilder:
             data["call_args"], lambda x: inputs[x.index] if isinstance(x, Slot) else x)
         zeroed = first_build and spec.source is not None
         init = layer_copy.zero_initializers(layer) if zeroed else contextlib.nullcontext()
+        scope = layer_copy.creation_scope(spec.source) if first_build \
+            else contextlib.nullcontext()
         try:
-            with init:
+            with init, scope:
                 outputs = layer(*args, **kwargs)
         except Exception as exc:
             if not (first_build and (self.copyable(spec) or self.new_policy(spec))
@@ -222,6 +225,7 @@ class _Rebuilder:
         if spec.weights is not None:
             set_pass_weights(spec, layer, record)
         if id(spec) not in self.copied and type(layer) is type(spec.source):
+            layer_copy.retie_shared_sublayers(spec.source, layer, self.layer_map)
             layer_copy.carry_trainable_flags(spec.source, layer)
         fidelity.check_layer(spec, layer, same_inputs=same_inputs)
         if id(spec) in self.quantize_marks:  # after the proof: the float layer is the original
