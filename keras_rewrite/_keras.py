@@ -234,13 +234,11 @@ def is_keras_layer(layer) -> bool:
 
 
 def layer_structure(layer, shapes=True):
-    """What must match for two layers to be the same build: sub-layer classes and variables.
-
-    With `shapes=False`, only the number of each sub-layer's variables: an input of another
-    shape changes the shapes of a faithful re-creation's variables, never their number.
-    """
+    """What must match for two layers to be the same build: sub-layer classes and variables
+    (with `shapes=False` only their number: an input of another shape changes the shapes of
+    a faithful re-creation's variables, never their number)."""
     def variables(sub):
-        own = sub._trainable_variables + sub._non_trainable_variables
+        own = own_variables(sub)
         return tuple((tuple(v.shape), str(v.dtype)) for v in own) if shapes else len(own)
 
     return [(type(sub).__name__, variables(sub)) for sub in sublayers(layer)]
@@ -289,6 +287,7 @@ def copy_layer_tree(layer, new_variable):
         for sub in subs:
             memo[id(sub)].__dict__.update(copy.deepcopy(vars(sub), memo))
     for sub in subs:
+        _rebind_wrappers(memo[id(sub)], memo)
         # Keras's trackers remember what they hold by id(): point them at the copies.
         tracker = getattr(sub, "_tracker", None)
         if tracker is not None:
@@ -296,6 +295,29 @@ def copy_layer_tree(layer, new_variable):
                 store: {id(memo[i]) if i in memo else i for i in ids}
                 for store, ids in tracker.stored_ids.items()}
     return memo[id(layer)]
+
+
+def _rebind_wrappers(copied, memo) -> None:
+    """`Layer.__new__` wraps `build` and `quantize` per instance, in closures over the
+    instance and its bound methods: copied as they are, the copy's `quantize()` would
+    quantize the original. Re-make each such function with its cells pointing at copies."""
+    for name, value in list(vars(copied).items()):
+        if isinstance(value, types.FunctionType) and value.__closure__:
+            vars(copied)[name] = _rebound(value, memo)
+
+
+def _rebound(function, memo):
+    def moved(x):
+        if isinstance(x, types.MethodType) and id(x.__self__) in memo:
+            return types.MethodType(x.__func__, memo[id(x.__self__)])
+        if isinstance(x, types.FunctionType) and x.__closure__:
+            return _rebound(x, memo)
+        return memo.get(id(x), x)
+    new = types.FunctionType(function.__code__, function.__globals__, function.__name__,
+                             function.__defaults__, tuple(types.CellType(moved(
+                                 c.cell_contents)) for c in function.__closure__))
+    new.__dict__.update(function.__dict__)
+    return new
 
 
 def _all_variables(sublayers):

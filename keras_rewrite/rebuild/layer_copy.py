@@ -71,18 +71,27 @@ def retie_shared_sublayers(source, layer, layer_map) -> list[str]:
     return tied
 
 
-def creation_scope(layer):
+def creation_scope(layer, *, building_inside: bool = False):
     """The name scopes `layer`'s variables were created in, entered: a layer built under them
-    gets the original's variable paths (keras.applications' NASNet builds its blocks inside
-    ``name_scope("reduction_A_block_stem_1")``; LayoutMap and DTypePolicyMap patterns match
-    paths). Nothing for a layer without variables or built outside any scope."""
+    gets the original's variable paths (LayoutMap and DTypePolicyMap patterns match paths).
+    keras.applications' NASNet builds its blocks inside ``name_scope("reduction_A_block_
+    stem_1")``: that scope, around the call. `building_inside`: the scopes down to the
+    sub-layer that owns the first variable, around `from_config`, which builds a wrapper's
+    inner layer at once (a TimeDistributed's, created inside the wrapper's name otherwise).
+    Keras adds the layer's own name when it builds it in a call. Nothing for a layer
+    without variables or built outside any scope."""
     scopes = contextlib.ExitStack()
     variables = getattr(layer, "weights", None) if isinstance(layer, Layer) else None
-    if variables:
-        parts = variables[0].path.split("/")
-        if layer.name in parts and parts.index(layer.name) > 0:
-            for part in parts[:parts.index(layer.name)]:
-                scopes.enter_context(keras.name_scope(part))
+    if not variables:
+        return scopes
+    parts = variables[0].path.split("/")
+    owner = layer.name
+    if building_inside:
+        owner = next((sub.name for sub in sublayers(layer)
+                      if any(v is variables[0] for v in _keras.own_variables(sub))), owner)
+    if owner in parts:
+        for part in parts[:parts.index(owner)]:
+            scopes.enter_context(keras.name_scope(part))
     return scopes
 
 

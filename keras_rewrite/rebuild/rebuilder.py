@@ -34,7 +34,7 @@ from keras_rewrite.errors import RebuildError
 from keras_rewrite.rebuild.rewritten_model import (CACHED_PATH_METHODS, RewrittenFunctional,
                                                    class_keeping_rewrite, refuse_cached_path)
 from keras_rewrite.graph.schema import (Slot, configs_equal, graph_unchanged, iter_graphs, map_structure,
-                                        topological_order, wiring_changes)
+                                        single_input_edge, topological_order, wiring_changes)
 from keras_rewrite.report import Report
 from keras_rewrite.rebuild.weights import initialize_new_weights, set_pass_weights, transfer_weights
 
@@ -116,7 +116,8 @@ class _Rebuilder:
                 layer = self.copy(spec, spec.config_error)
             else:
                 try:
-                    layer = _keras.new_operation(spec.cls, spec.config, spec.source)
+                    with layer_copy.creation_scope(spec.source, building_inside=True):
+                        layer = _keras.new_operation(spec.cls, spec.config, spec.source)
                 except Exception as exc:
                     if not (self.copyable(spec) or self.new_policy(spec)):
                         raise RebuildError(
@@ -356,6 +357,8 @@ class _Rebuilder:
         chain = [n for n in order if graph.nodes[n]["kind"] in ("layer", "op")]
         specs = [graph.nodes[n]["spec"] for n in chain]
         layers = [self.layer_for(spec) for spec in specs]
+        if graph_unchanged(graph):
+            self.build_outside_sequential(graph, chain, specs, layers)
         fresh = [(spec, layer) for spec, layer in zip(specs, layers)
                  if spec.subgraph is None and not layer.built]
         with contextlib.ExitStack() as stack:
@@ -386,6 +389,25 @@ class _Rebuilder:
             shapes[node_id] = [tuple(t.shape) for t in keras.tree.flatten(layer.output)]
         self.shapes[id(graph)] = shapes
         return model
+
+    def build_outside_sequential(self, graph, chain, specs, layers) -> None:
+        """Build first the layers whose variables the original did not create inside this
+        Sequential's name scope (a preprocessing layer adapted on its own, then put in a
+        ``data_augmentation`` Sequential): built by the Sequential they would get its name in
+        their paths. Only while nothing changed here: the original's shapes still hold."""
+        prefix = graph.graph["name"] + "/"
+        for node_id, spec, layer in zip(chain, specs, layers):
+            weights = getattr(spec.source, "weights", None)
+            edge = single_input_edge(graph, node_id)
+            if (spec.subgraph is not None or layer.built or not weights or edge is None
+                    or weights[0].path.startswith(prefix)):
+                continue
+            producer, data = edge
+            shape = (graph.nodes[producer]["output_shapes"] or [None])[data["tensor_index"]]
+            if shape is None:
+                continue
+            with layer_copy.creation_scope(spec.source), layer_copy.zero_initializers(layer):
+                layer.build(shape)
 
     def diagnose_chain(self, graph, chain, input_id, input_layer, layers) -> None:
         """After a Sequential failed to build: call its layers one by one and raise the

@@ -337,3 +337,52 @@ def test_the_value_proof_on_the_host_path_compares_bits_too(monkeypatch):
     assert fidelity.value_difference(a, b) is None
     b.kernel.assign(np.abs(kernel))
     assert fidelity.value_difference(a, b) is not None
+
+
+def test_a_copied_layer_quantized_later_leaves_the_original_alone():
+    """Layer.__new__ wraps `quantize` in a closure over the instance: a copy must get its own."""
+    import warnings
+    from keras_rewrite.rebuild import layer_copy
+
+    original = layers.Dense(4, name="d")
+    original.build((None, 6))
+    before = variables_of(keras.Sequential([keras.Input((6,)), original]))
+    copy = layer_copy.copy_layer_object(original)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        copy.quantize("int8")
+    assert copy.quantization_mode == "int8" and original.quantization_mode is None
+    assert [v.path for v in original.weights] == [p for p, *_ in before]
+
+
+@keras.saving.register_keras_serializable(package="state_test")
+class TiedHead(layers.Layer):
+    """Holds another layer of the model (KerasHub's MaskedLMHead holds the token embedding)."""
+
+    def __init__(self, embedding=None, **kwargs):
+        super().__init__(**kwargs)
+        self.embedding = embedding or layers.Embedding(20, 8, name="emb")
+
+    def call(self, x):
+        return keras.ops.matmul(x, keras.ops.transpose(self.embedding.embeddings))
+
+    def get_config(self):
+        return {**super().get_config(), "embedding": keras.saving.serialize_keras_object(
+            self.embedding)}
+
+    @classmethod
+    def from_config(cls, config):
+        config["embedding"] = keras.saving.deserialize_keras_object(config["embedding"])
+        return cls(**config)
+
+
+def test_a_layer_holding_another_layer_of_the_model_shares_the_rebuilt_one():
+    ids = keras.Input((5,), dtype="int32")
+    embedding = layers.Embedding(20, 8, name="emb")
+    model = keras.Model(ids, TiedHead(embedding, name="head")(embedding(ids)))
+    new = keras_rewrite.rewrite(model, ["l2"])
+    assert new.get_layer("head").embedding is new.get_layer("emb")  # one variable, as before
+    assert [v.path for v in new.weights] == [v.path for v in model.weights]
+    assert len(new.weights) == len(model.weights) == 1
+    x = np.arange(10).reshape(2, 5) % 20
+    np.testing.assert_array_equal(new.predict(x, verbose=0), model.predict(x, verbose=0))
