@@ -1348,8 +1348,13 @@ def check_save_load(model, x, tmp_dir, unsafe=False):
     KerasHub model still its class."""
     new = keras_rewrite.rewrite(model, ["l2"])
     loaded = saved_and_loaded(new, model, tmp_dir, "rewritten.keras", unsafe)
-    problems = compare_outputs(new, loaded, x)
-    problems += class_problems(model, new) + class_problems(model, loaded, "the loaded model")
+    problems = class_problems(model, new) + class_problems(model, loaded, "the loaded model")
+    if any(getattr(l, "lora_enabled", False) for l in model._flatten_layers()):
+        # Keras saves LoRA merged into the kernel and no trainable flags: the file reloads as
+        # Keras's own file of the original does, with L2 on top (README, "Quantized and LoRA").
+        keras_own = saved_and_loaded(model, model, tmp_dir, "original.keras", unsafe)
+        new = keras_rewrite.rewrite(keras_own, ["l2"])
+    problems += compare_outputs(new, loaded, x)
     expected, received = regularizer_factors(new), regularizer_factors(loaded)
     names, loaded_names = layer_names(new), layer_names(loaded)
     for layer_path in expected:
@@ -1538,6 +1543,10 @@ def check_cli(model, tmp_dir, unsafe=False):
     # An input Keras itself cannot load (a layer without a complete get_config) is exit 3,
     # "an input is ... unreadable, not a Keras model", for convert and lint alike.
     unloadable = keras_load_error(model, tmp_dir, unsafe, path=src) if code != 0 else None
+    if code == 5 and "a Keras limitation" in err:
+        # Keras 3.15 cannot save the int8/int4 KerasHub model it reloads from a file.
+        raise NotApplicable(f"Keras cannot save the model it loads from the file: "
+                            f"{_last_line(err)[:80]}")
     expected = 3 if unloadable else 0
     problems = []
     if code != expected:

@@ -151,7 +151,8 @@ class SetDtypePolicy(Pass):
                                              f"{current} -> {target}{note}"))
         for level in iter_graphs(graph):  # the models' own policies, as Keras would set them
             current = level.graph.get("dtype_policy")
-            if current in _FLOAT_POLICIES and current != self.policy:
+            if (current in _FLOAT_POLICIES and current != self.policy
+                    and _saves_as_arguments(level.graph.get("model_type"))):
                 level.graph["dtype_policy"] = self.policy
                 result.modified = True
                 result.changes.append(Change(level.graph["name"], "set_dtype_policy",
@@ -170,6 +171,10 @@ def _current_policy(spec) -> tuple[str | None, str | None]:
         return None, ("StringLookup and IntegerLookup take their dtype argument as the "
                       "vocabulary's dtype: Keras builds them with a float32 policy from any "
                       "config (they compute on strings or integers, not in float)")
+    held = _quantized_or_lora_inside(spec.source)
+    if held:
+        return None, (f"it holds {held}: its sub-layers keep their own policies, and a new "
+                      "policy on it would re-create them without their state")
     if spec.config_error is not None:  # no config: the original layer's policy
         policy = getattr(spec.source, "dtype_policy", None)
         if policy is None:
@@ -184,6 +189,30 @@ def _current_policy(spec) -> tuple[str | None, str | None]:
 
 
 _LOOKUPS = (keras.layers.StringLookup, keras.layers.IntegerLookup)
+
+
+def _quantized_or_lora_inside(layer) -> str | None:
+    """What quantized or LoRA sub-layers `layer` holds (a KerasHub block after
+    `quantize`/`enable_lora`), in words, or None."""
+    if not isinstance(layer, keras.layers.Layer):
+        return None
+    inner = [sub for sub in layer._flatten_layers(include_self=False, recursive=True)
+             if getattr(sub, "quantization_mode", None) or getattr(sub, "lora_enabled", False)]
+    if not inner:
+        return None
+    kinds = sorted({getattr(s, "quantization_mode", None) or "LoRA" for s in inner})
+    return (f"{len(inner)} {'/'.join(kinds)} sub-layer{'s' if len(inner) > 1 else ''} "
+            f"({inner[0].name}{', ...' if len(inner) > 1 else ''})")
+
+
+def _saves_as_arguments(cls) -> bool:
+    """A model class whose file holds its constructor's arguments (KerasHub): the rewrite
+    saves it as a recipe, so its own policy survives a file; a Functional graph's does not."""
+    from keras_rewrite._keras import Functional
+
+    return (isinstance(cls, type) and issubclass(cls, Functional)
+            and cls not in (Functional, keras.Sequential)
+            and cls.get_config is not Functional.get_config)
 
 
 def _serialized(policy: str):

@@ -225,8 +225,9 @@ class _Rebuilder:
             layer_copy.set_sublayer_regularizers(layer, spec.sublayer_regularizers)
         if spec.weights is not None:
             set_pass_weights(spec, layer, record)
-        if id(spec) not in self.copied and type(layer) is type(spec.source):
+        if type(layer) is type(spec.source):  # copied ones too: a copy copies what it shares
             layer_copy.retie_shared_sublayers(spec.source, layer, self.layer_map)
+        if id(spec) not in self.copied and type(layer) is type(spec.source):
             layer_copy.carry_trainable_flags(spec.source, layer)
         fidelity.check_layer(spec, layer, same_inputs=same_inputs)
         if id(spec) in self.quantize_marks:  # after the proof: the float layer is the original
