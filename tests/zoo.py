@@ -1258,22 +1258,6 @@ def _layer_states(model):
             if not isinstance(l, keras.layers.InputLayer)]
 
 
-def _paths_as_keras_reloads(model, same, before) -> bool:
-    """Only paths differ, and as Keras's own file of the original reloads them: a scope Keras
-    adds around a layer it builds from its config (TimeDistributed's name on its inner
-    layer's variables, a nested Sequential's name) is Keras's to give."""
-    strip = lambda vs: [v[1:] for v in vs]  # noqa: E731
-    if strip(_variables(same)) != strip(before):
-        return False
-    with tempfile.TemporaryDirectory() as tmp:
-        try:
-            model.save(pathlib.Path(tmp) / "m.keras")
-            reloaded = keras.saving.load_model(pathlib.Path(tmp) / "m.keras", safe_mode=False)
-        except Exception:
-            return False
-    return [v.path for v in reloaded.weights] == [v.path for v in same.weights]
-
-
 def check_state(model, x):
     """The state contract (issue 16): `rewrite(model)` keeps every variable (path, dtype,
     shape, trainable, overwrite_with_gradient, the bytes) in order and every layer's class,
@@ -1282,7 +1266,7 @@ def check_state(model, x):
     before = _variables(model)
     same = keras_rewrite.rewrite(model)
     problems = []
-    if _variables(same) != before and not _paths_as_keras_reloads(model, same, before):
+    if _variables(same) != before:
         problems.append(first_difference(before, _variables(same), "variables") or
                         "variables differ")
     if _layer_states(same) != _layer_states(model):
