@@ -58,3 +58,16 @@ def weight_label(key) -> str:
     """
     name, occurrence = key
     return name if occurrence == 0 else f"{name}#{occurrence}"
+
+
+def saves_as_arguments(cls) -> bool:
+    """A Functional subclass whose `get_config` holds its constructor's arguments (every
+    KerasHub backbone and task; `Backbone.from_config` is `cls(**config)`): a file of it
+    rebuilds the class's own graph, so a rewrite of it saves as a recipe. Keras's Functional
+    and Sequential, and subclasses keeping Functional's `get_config`, save their graph."""
+    from keras_rewrite._keras import Functional
+    import keras
+
+    return (isinstance(cls, type) and issubclass(cls, Functional)
+            and cls not in (Functional, keras.Sequential)
+            and cls.get_config is not Functional.get_config)

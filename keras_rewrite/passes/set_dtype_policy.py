@@ -59,6 +59,7 @@ import keras
 from keras import layers
 
 from keras_rewrite.errors import PassError
+from keras_rewrite.graph import kinds
 from keras_rewrite.graph.schema import iter_graphs
 from keras_rewrite.graph.view import View
 from keras_rewrite.passes.base import Change, Pass, PassResult
@@ -152,7 +153,7 @@ class SetDtypePolicy(Pass):
         for level in iter_graphs(graph):  # the models' own policies, as Keras would set them
             current = level.graph.get("dtype_policy")
             if (current in _FLOAT_POLICIES and current != self.policy
-                    and _saves_as_arguments(level.graph.get("model_type"))):
+                    and kinds.saves_as_arguments(level.graph.get("model_type"))):
                 level.graph["dtype_policy"] = self.policy
                 result.modified = True
                 result.changes.append(Change(level.graph["name"], "set_dtype_policy",
@@ -200,19 +201,9 @@ def _quantized_or_lora_inside(layer) -> str | None:
              if getattr(sub, "quantization_mode", None) or getattr(sub, "lora_enabled", False)]
     if not inner:
         return None
-    kinds = sorted({getattr(s, "quantization_mode", None) or "LoRA" for s in inner})
-    return (f"{len(inner)} {'/'.join(kinds)} sub-layer{'s' if len(inner) > 1 else ''} "
+    modes = sorted({getattr(s, "quantization_mode", None) or "LoRA" for s in inner})
+    return (f"{len(inner)} {'/'.join(modes)} sub-layer{'s' if len(inner) > 1 else ''} "
             f"({inner[0].name}{', ...' if len(inner) > 1 else ''})")
-
-
-def _saves_as_arguments(cls) -> bool:
-    """A model class whose file holds its constructor's arguments (KerasHub): the rewrite
-    saves it as a recipe, so its own policy survives a file; a Functional graph's does not."""
-    from keras_rewrite._keras import Functional
-
-    return (isinstance(cls, type) and issubclass(cls, Functional)
-            and cls not in (Functional, keras.Sequential)
-            and cls.get_config is not Functional.get_config)
 
 
 def _serialized(policy: str):

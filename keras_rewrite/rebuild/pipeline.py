@@ -10,6 +10,7 @@ import json
 import keras
 
 from keras_rewrite import _keras
+from keras_rewrite.graph import kinds
 from keras_rewrite.rebuild import model_class
 from keras_rewrite.rebuild import compile
 from keras_rewrite.errors import RebuildError, RewriteError, ShapeMismatchError
@@ -63,9 +64,7 @@ def rewrite_with_report(model, passes=(), *, copy=True) -> RewriteResult:
 def _saves_as_recipe(model, passes) -> bool:
     """Whether the rewritten `model` will save as its original's config plus `passes` (see
     `_record_recipe`): a class that saves itself as constructor arguments, built-in passes."""
-    cls, saves_graph = model_class.model_class_of(model)
-    return (not saves_graph and issubclass(cls, _keras.Functional)
-            and serialize_passes(passes) is not None)
+    return kinds.saves_as_arguments(type(model)) and serialize_passes(passes) is not None
 
 
 def _record_recipe(model, passes, new_model, report) -> None:

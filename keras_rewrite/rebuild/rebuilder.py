@@ -275,11 +275,7 @@ class _Rebuilder:
             inputs=map_structure(graph.graph["input_structure"], inputs.__getitem__),
             outputs=map_structure(graph.graph["output_structure"], outputs.__getitem__))
         _keras.set_own_trainable(model, graph.graph.get("trainable", True))
-        source, policy = graph.graph.get("source"), graph.graph.get("dtype_policy")
-        if source is not None and policy == source.dtype_policy.name:
-            policy = source.dtype_policy  # the object: a quantized model's DTypePolicyMap too
-        if policy is not None and model.dtype_policy.name != getattr(policy, "name", policy):
-            model.dtype_policy = policy
+        _set_own_policy(model, graph)
         self.shapes[id(graph)] = shapes
         return model
 
@@ -380,11 +376,7 @@ class _Rebuilder:
                        same_inputs=False)  # shapes: compared by the output check
             previous = (node_id, layer)
         _keras.set_own_trainable(model, graph.graph.get("trainable", True))
-        source, policy = graph.graph.get("source"), graph.graph.get("dtype_policy")
-        if source is not None and policy == source.dtype_policy.name:
-            policy = source.dtype_policy  # the object: a quantized model's DTypePolicyMap too
-        if policy is not None and model.dtype_policy.name != getattr(policy, "name", policy):
-            model.dtype_policy = policy
+        _set_own_policy(model, graph)
         shapes = {input_id: [tuple(input_layer.output.shape)]}
         for node_id, layer in zip(chain, layers):
             shapes[node_id] = [tuple(t.shape) for t in keras.tree.flatten(layer.output)]
@@ -422,6 +414,16 @@ class _Rebuilder:
             except Exception as exc:
                 raise _call_error(graph.nodes[node_id]["spec"], exc, named) from exc
             previous = node_id
+
+
+def _set_own_policy(model, graph) -> None:
+    """Give a rebuilt model the graph's own dtype policy: the original's policy object while
+    no pass changed it (a quantized model's DTypePolicyMap too), else the new name."""
+    source, policy = graph.graph.get("source"), graph.graph.get("dtype_policy")
+    if source is not None and policy == source.dtype_policy.name:
+        policy = source.dtype_policy
+    if policy is not None and model.dtype_policy.name != getattr(policy, "name", policy):
+        model.dtype_policy = policy
 
 
 def _inputs_changed(graph) -> bool:
@@ -522,6 +524,13 @@ def _without_sharing_ids(value):
     return value
 
 
+def _changed_keys(spec) -> set:
+    """The config keys a pass changed (shared-object ids aside)."""
+    config, original = (_without_sharing_ids(c) for c in (spec.config, spec.original_config))
+    return {k for k in set(config) | set(original)
+            if not configs_equal(config.get(k), original.get(k))}
+
+
 # The regularizers of the layers Keras quantizes or gives LoRA, and the variable of each.
 _STATEFUL_REGULARIZED = {"kernel_regularizer": "kernel", "bias_regularizer": "bias",
                          "embeddings_regularizer": "embeddings"}
@@ -539,9 +548,7 @@ def _regularizers_only_change(spec) -> dict | None:
             or not (getattr(source, "quantization_mode", None)
                     or getattr(source, "lora_enabled", False))):
         return None
-    config, original = (_without_sharing_ids(c) for c in (spec.config, spec.original_config))
-    changed = {k for k in set(config) | set(original)
-               if not configs_equal(config.get(k), original.get(k))}
+    changed = _changed_keys(spec)
     if not changed or not changed <= set(_STATEFUL_REGULARIZED):
         return None
     return {key: spec.config.get(key) for key in changed}
@@ -556,9 +563,7 @@ def _policy_only_change(spec) -> str | None:
             or spec.sublayer_regularizers or "dtype" not in spec.config
             or not isinstance(spec.source, keras.layers.Layer)):
         return None
-    config, original = (_without_sharing_ids(c) for c in (spec.config, spec.original_config))
-    if {k for k in set(config) | set(original)
-            if not configs_equal(config.get(k), original.get(k))} != {"dtype"}:
+    if _changed_keys(spec) != {"dtype"}:
         return None
     try:
         return keras.dtype_policies.get(spec.config["dtype"]).name
