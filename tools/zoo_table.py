@@ -45,7 +45,7 @@ COLUMNS = {
 }
 
 
-BACKEND_CHECKS = ["identity", "passes", "save_load"]
+BACKEND_CHECKS = ["identity", "state", "passes", "save_load"]
 BACKEND_SHORT = {"tensorflow": "tf", "jax": "jax", "torch": "torch"}
 QUICK = zoo.QUICK  # one or two models of each source (tests/zoo.py)
 
@@ -91,7 +91,7 @@ def main(argv=None):
     parser.add_argument("--backends", nargs="+", metavar="BACKEND",
                         choices=list(BACKEND_SHORT),
                         help="one column per backend and check, each backend in a process of "
-                             "its own (checks default to identity, passes, save_load)")
+                             "its own (checks default to identity, state, passes, save_load)")
     parser.add_argument("--quick", action="store_true", help=f"the models of QUICK only")
     parser.add_argument("--json", action="store_true", help=argparse.SUPPRESS)  # one backend's
     args = parser.parse_args(argv)

@@ -13,6 +13,12 @@ from keras_rewrite._keras import Layer, copy_variable, sublayers
 from keras_rewrite.passes.live import set_live_regularizer
 
 
+def holds_lora(layer) -> bool:
+    """True when `layer` or a sub-layer has LoRA adapters: Keras's save/load protocol merges
+    them into the kernel, so such a layer's state must be copied variable by variable."""
+    return any(getattr(sub, "lora_enabled", False) for sub in sublayers(layer))
+
+
 @contextlib.contextmanager
 def zero_initializers(layer):
     """Temporarily give `layer` (and its sub-layers) zero initializers.

@@ -229,7 +229,7 @@ class _Rebuilder:
             layer_copy.retie_shared_sublayers(spec.source, layer, self.layer_map)
         if id(spec) not in self.copied and type(layer) is type(spec.source):
             layer_copy.carry_trainable_flags(spec.source, layer)
-        fidelity.check_layer(spec, layer, same_inputs=same_inputs)
+        fidelity.check_layer(spec, layer, same_inputs=same_inputs, carried=record.carried)
         if id(spec) in self.quantize_marks:  # after the proof: the float layer is the original
             quantize.apply_marked(self.quantize_marks[id(spec)], layer)
 
@@ -478,7 +478,7 @@ def _state_not_in_config(spec, layer, same_inputs) -> str | None:
     original's state (see `fidelity`), or None: sub-layers quantized or given LoRA adapters
     (a LoRA layer's saved kernel is merged with its adapter, so its variables must be copied
     as they are), other dtype policies or trainable flags."""
-    if any(getattr(sub, "lora_enabled", False) for sub in _keras.sublayers(spec.source)):
+    if layer_copy.holds_lora(spec.source):
         return "it holds LoRA adapters, which Keras's save/load protocol merges into the kernel"
     if [(type(s), s.name) for s in _keras.sublayers(spec.source)] == [
             (type(s), s.name) for s in _keras.sublayers(layer)]:

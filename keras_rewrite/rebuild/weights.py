@@ -18,8 +18,8 @@ def transfer_weights(spec, layer, *, copied_because=None, assets_dir=None) -> La
 
     Three ways, best first:
     - `layer` is a copy of the source object (`copied_because` says why): nothing to do.
-    - `layer` has the source's build (same sub-layer classes and variable shapes): Keras's own
-      per-layer state protocol (`layer_copy.carry_state`): variables, derived state such as an
+    - `layer` has the source's build (same sub-layer classes and variable shapes) and no LoRA
+      adapters (the protocol merges them into the kernel): Keras's own per-layer state protocol (`layer_copy.carry_state`): variables, derived state such as an
       adapted Normalization's, and assets such as lookup vocabularies; exactly what saving
       and loading the layer would carry.
     - otherwise (a pass changed the layer): variable by variable, by name (and occurrence),
@@ -36,7 +36,7 @@ def transfer_weights(spec, layer, *, copied_because=None, assets_dir=None) -> La
         record.how = f"object copy: {copied_because}"
         record.carried.extend(labels)
         return record
-    if (type(source) is type(layer)
+    if (type(source) is type(layer) and not layer_copy.holds_lora(source)
             and _keras.layer_structure(source) == _keras.layer_structure(layer)):
         try:
             layer_copy.carry_state(source, layer, assets_dir)

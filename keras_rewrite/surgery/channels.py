@@ -11,6 +11,7 @@ from keras_rewrite.graph import kinds
 from keras_rewrite.graph.schema import Slot, topological_order
 from keras_rewrite.passes.base import Pass
 from keras_rewrite.report import Change, PassResult
+from keras_rewrite.surgery import kernel_state
 from keras_rewrite.surgery.errors import (ChannelIndexError, TiedChannelsError,
                                           UnsupportedLayerError)
 from keras_rewrite.surgery.locate import _calls_of, _source_weights
@@ -468,6 +469,12 @@ def _prune_spec(spec, d_in, d_out) -> str:
     cls = spec.class_name
     w = _source_weights(spec)
     new = {}
+    if cls not in _SOURCES or cls in _RNN_GATES or cls.startswith("SeparableConv") \
+            or cls.endswith("Transpose"):
+        if kernel_state.mode_of(spec) or getattr(spec.source, "lora_enabled", False):
+            raise UnsupportedLayerError(
+                f"cannot delete channels of layer '{spec.name}' ({cls}): it is quantized or "
+                "holds LoRA adapters, which surgery edits only on Dense and Conv kernels")
 
     def cut(label, idx, axis):
         if label in w and len(idx):
@@ -495,13 +502,15 @@ def _prune_spec(spec, d_in, d_out) -> str:
         cut("kernel", d_in, -1)
         cut("kernel", d_out, -2)
         cut("bias", d_out, 0)
-    elif cls in _SOURCES:  # Dense, ConvND
+    elif cls in _SOURCES:  # Dense, ConvND; quantized or with LoRA too (kernel_state)
         if int(spec.config.get("groups", 1)) != 1:
             raise UnsupportedLayerError(f"layer '{spec.name}' ({cls}) has groups="
                                         f"{spec.config['groups']}; grouped kernels are not pruned")
-        cut("kernel", d_in, -2)
-        cut("kernel", d_out, -1)
-        cut("bias", d_out, 0)
+        why = kernel_state.refusal(spec, w, d_in=d_in)
+        if why:
+            raise UnsupportedLayerError(f"cannot delete channels of layer '{spec.name}' ({cls}): "
+                                        f"{why}")
+        new.update(kernel_state.deleted(spec, w, d_in, d_out))
     elif cls in ("BatchNormalization", "LayerNormalization"):
         for label in ("gamma", "beta", "moving_mean", "moving_variance"):
             cut(label, d_in, 0)

@@ -23,6 +23,7 @@ import numpy as np
 
 from keras_rewrite.passes.base import Pass
 from keras_rewrite.report import Change, PassResult
+from keras_rewrite.surgery import kernel_state
 from keras_rewrite.surgery.errors import SurgeryError, UnsupportedLayerError
 from keras_rewrite.surgery.locate import _source_weights
 
@@ -150,8 +151,14 @@ class SetInputChannels(Pass):
             if kernel.shape[-2] != old:
                 raise UnsupportedLayerError(f"{what}; its kernel {kernel.shape} has "
                                             f"{kernel.shape[-2]} input channels, expected {old}")
+            why = kernel_state.refusal(spec, weights, new_inputs=self.how)
+            if why:
+                raise UnsupportedLayerError(f"{what}; but {why}")
+            # The adapters follow the kernel's input axis: every rule is linear along it, so
+            # kernel + alpha/rank * a @ b is adapted as the merged kernel would be.
             spec.weights = {**(spec.weights or {}),
-                            "kernel": adapt_axis(kernel, self.n, self.how, -2)}
+                            **{label: adapt_axis(weights[label], self.n, self.how, -2)
+                               for label in kernel_state.INPUT_AXIS if label in weights}}
             changes.append(Change(spec.name, "kernel_adapted",
                                   f"input channels {old} -> {self.n} ({self.how})"))
             return []

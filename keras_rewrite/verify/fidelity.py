@@ -6,7 +6,8 @@ quantization mode, trainable flag and LoRA rank; each variable's path, dtype, sh
 flag and value, bit for bit, in `layer.weights` order; and which variables are one variable.
 A layer a pass changed keeps what the pass did not change: where its sub-layers are the same
 classes, their quantization modes, LoRA ranks and trainable flags, and their dtype policies
-unless the pass set a new one.
+unless the pass set a new one; and the values of the variables carried over that the pass did
+not compute, bit for bit.
 
 A difference is a `FidelityError` naming the layer and what would have been lost: a model that
 looks the same but computes or trains differently is never returned.
@@ -17,6 +18,7 @@ import keras
 import numpy as np
 
 from keras_rewrite import _keras
+from keras_rewrite.graph import kinds
 from keras_rewrite.verify import layer_state
 from keras_rewrite.errors import FidelityError
 
@@ -24,11 +26,13 @@ _LAYER_FIELDS = ("class", "dtype policy", "quantization mode", "trainable", "LoR
 _VARIABLE_FIELDS = ("path", "dtype", "shape", "trainable", "overwrite_with_gradient", "sharing")
 
 
-def check_layer(spec, layer, *, same_inputs: bool = True) -> None:
+def check_layer(spec, layer, *, same_inputs: bool = True, carried=()) -> None:
     """Raise `FidelityError` if `layer` (rebuilt from `spec`) lost state of `spec.source`.
 
     With `same_inputs=False` (a pass changed the shapes the layer receives) variable shapes,
-    and the values of variables whose shape changed, are not compared."""
+    and the values of variables whose shape changed, are not compared. `carried`: the labels
+    of the variables the weight transfer says it carried (`LayerWeights.carried`); in a layer
+    a pass changed, those the pass did not compute must hold the original's bits."""
     source = spec.source
     if (spec.subgraph is not None or not isinstance(source, _keras.Layer)
             or not isinstance(layer, _keras.Layer)):
@@ -39,7 +43,8 @@ def check_layer(spec, layer, *, same_inputs: bool = True) -> None:
                    or value_difference(source, layer, same_inputs))
         what = "no pass changed it, but"
     else:
-        problem = kept_difference(spec, source, layer)
+        problem = (kept_difference(spec, source, layer)
+                   or carried_difference(spec, source, layer, carried))
         what = "a pass changed it, and besides that"
     if problem:
         raise FidelityError(
@@ -115,6 +120,24 @@ def _same_bits(old, new) -> bool:
         unsigned = np.dtype(f"u{a.dtype.itemsize}")
         return bool(np.array_equal(a.view(unsigned), b.view(unsigned)))
     return a.tobytes() == b.tobytes()
+
+
+def carried_difference(spec, source, layer, carried) -> str | None:
+    """The first variable of a changed layer reported carried, and not computed by a pass,
+    whose value is not the original's bit for bit, in words, or None (variables whose shape or
+    dtype the pass changed are not compared)."""
+    computed = set(spec.weights or {})
+    carried = set(carried) - computed
+    old = dict(zip(_keras.variable_key_list(source), source.weights))
+    for key, new in zip(_keras.variable_key_list(layer), layer.weights):
+        original = old.get(key)
+        if (original is None or kinds.weight_label(key) not in carried or original is new
+                or tuple(original.shape) != tuple(new.shape) or original.dtype != new.dtype):
+            continue
+        if not _same_bits(original, new):
+            return (f"variable '{original.path}' was carried over but holds other values (the "
+                    "state protocol or a copy changed it)")
+    return None
 
 
 def kept_difference(spec, source, layer) -> str | None:

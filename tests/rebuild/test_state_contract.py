@@ -167,6 +167,20 @@ def test_a_layer_that_cannot_be_carried_faithfully_is_a_fidelity_error_naming_it
         keras_rewrite.rewrite(model, [])
 
 
+def test_a_layer_a_pass_changed_must_keep_the_values_it_carries():
+    """`freeze` changes only the layer's trainable flag: its weight goes through the lossy
+    protocol, and the proof of a changed layer compares what was carried bit for bit."""
+    from keras_rewrite import surgery
+
+    keras.utils.set_random_seed(3)
+    x = keras.Input((7,))
+    model = keras.Model(x, layers.Dense(2)(LossyScale(name="lossy")(x)))
+    model.get_layer("lossy").w.assign(np.full((7,), 1 / 3, "float32"))
+    with pytest.raises(FidelityError, match=r"layer 'lossy' \(LossyScale\): a pass changed it.*"
+                                            r"'lossy/w' was carried over but holds other values"):
+        surgery.freeze(model, ["lossy"])
+
+
 def test_state_difference_names_what_would_be_lost():
     from keras_rewrite import _keras
     from keras_rewrite.verify import fidelity
