@@ -46,8 +46,7 @@ def functional_of(model):
                 f"Sequential model '{model.name}' has not been built, so it has no graph of layer "
                 "calls to rewrite. Expected a built model. Build it first: give it an input "
                 "(`keras.Sequential([keras.Input(shape), ...])`), call `model.build(input_shape)`, "
-                "or call it once on data."
-            )
+                "or call it once on data.")
         return functional
     if isinstance(model, keras.Model) and hasattr(model, "_nodes_by_depth"):
         return model
@@ -55,12 +54,10 @@ def functional_of(model):
         raise UnsupportedModelError(
             f"Model '{model.name}' of class {type(model).__name__} is a subclassed keras.Model "
             "with its own `call()`, so it has no graph of layer calls to rewrite. Expected a "
-            "Functional or Sequential model. Rebuild it with the functional API "
-            "(`keras.Model(inputs, outputs)`), or use it as a layer inside a Functional model."
-        )
+            "Functional or Sequential model: rebuild it with the functional API "
+            "(`keras.Model(inputs, outputs)`), or use it as a layer inside a Functional model.")
     raise UnsupportedModelError(
-        f"Expected a built Functional or Sequential keras.Model. Received: {type(model).__name__}."
-    )
+        f"Expected a built Functional or Sequential keras.Model. Received: {type(model).__name__}.")
 
 
 def nodes_in_order(functional):
@@ -190,7 +187,7 @@ def set_own_trainable(model, value: bool) -> None:
     model._trainable = bool(value)
 
 
-# ------------------------------------------------------------------ layers that do not round-trip
+# ------------------------------------------------------------ sub-layers in tracking order
 
 
 def sublayers(layer, *, include_self=True, recursive=True) -> list:
@@ -210,6 +207,12 @@ def set_tracked_layers(layer, order) -> None:
         layer._layers[:] = order
 
 
+def attributes(layer) -> dict:
+    """`vars(layer)` and, on torch (a Layer is a torch.nn.Module), its `_modules`: where
+    torch keeps the sub-layers set as attributes."""
+    return {**vars(layer), **getattr(layer, "_modules", {})}
+
+
 def replace_sublayer(layer, attr: str, new) -> None:
     """Make `layer.attr` the layer `new`, in the tracking position of the one it replaces
     (which `layer` then no longer tracks)."""
@@ -219,7 +222,10 @@ def replace_sublayer(layer, attr: str, new) -> None:
         layer._layers.append(new)
     else:
         layer._layers[index] = new
-    object.__setattr__(layer, attr, new)
+    if attr in getattr(layer, "_modules", {}):
+        layer._modules[attr] = new
+    else:
+        object.__setattr__(layer, attr, new)
 
 
 def own_variables(layer, trainable_only=False) -> list:
@@ -266,12 +272,9 @@ def copy_layer_tree(layer, new_variable):
 
     For layers whose `from_config(get_config())` fails or builds something else (a custom
     layer written without `get_config`, KerasHub's LlamaTransformerDecoder): the layer and its
-    sub-layers are copied attribute by attribute, each variable becomes a new variable holding
-    what `new_variable` gives, and the copy has no
-    call history, so it can be called in a new model. `copy.deepcopy(layer)` is no way around
-    this: Keras routes it through serialization (`KerasSaveable.__reduce__`).
-
-    Each variable of the layer (and of its seed generators) is replaced by `new_variable(v)`.
+    sub-layers are copied attribute by attribute, each variable (seed generators' too) becomes
+    `new_variable(variable)`, and the copy has no call history, so it can be called in a new
+    model. `copy.deepcopy(layer)` goes through serialization (`KerasSaveable.__reduce__`).
     """
     from keras.src.utils import tracking
 
@@ -360,11 +363,8 @@ def _policies(model):
         found = [policy]
         policy_map = getattr(policy, "_policy_map", None)
         if isinstance(policy_map, dict):
-            found.extend(policy_map.values())
-            default = getattr(policy, "default_policy", None)
-            if default is not None:
-                found.append(default)
-        for p in found:
+            found.extend([*policy_map.values(), getattr(policy, "default_policy", None)])
+        for p in (p for p in found if p is not None):
             seen.setdefault(id(p), p)
     return list(seen.values())
 

@@ -34,8 +34,8 @@ PORTABLE_TESTS = ["rebuild/test_roundtrip.py", "graph/test_graph.py", "graph/tes
                   "passes/test_fold_batchnorm.py", "passes/test_strip_inference.py",
                   "passes/test_drop_bias_before_bn.py", "passes/test_replace_activation.py",
                   "passes/test_set_dtype_policy.py", "passes/test_set_input_shape.py",
-                  "surgery/test_channels_and_layers.py", "analysis/test_lint.py",
-                  "test_callback.py"]
+                  "surgery/test_channels_and_layers.py", "surgery/test_quantized_and_lora.py",
+                  "rebuild/test_state_contract.py", "analysis/test_lint.py", "test_callback.py"]
 BACKEND_TESTS = {
     "jax": PORTABLE_TESTS,
     "torch": PORTABLE_TESTS,

@@ -960,6 +960,9 @@ _LIMITATIONS = [
                                           "only)"),
     ("Invalid dtype: str", "no string tensors (StringLookup and TextVectorization on strings "
                            "run on TensorFlow only)"),
+    ("is not available with the torch backend", "keras.applications refuses to build it "
+                                                "('not available with the torch backend at "
+                                                "this time due to an outstanding bug')"),
 ]
 
 

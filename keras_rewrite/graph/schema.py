@@ -238,7 +238,25 @@ def _index_structure(structure, tensors):
     """
     flat = _keras.keras.tree.flatten(structure)
     tensors.extend(flat)
-    return _keras.keras.tree.pack_sequence_as(structure, list(range(len(flat))))
+    counter = iter(range(len(flat)))
+    positions = _positions(structure, counter)
+    if next(counter, None) is not None:  # a leaf kind keras.tree walks otherwise: its own
+        return _keras.keras.tree.pack_sequence_as(structure, list(range(len(flat))))
+    return positions
+
+
+def _positions(structure, counter):
+    """`structure` with its leaves numbered in `keras.tree.flatten`'s order (dict keys sorted),
+    each dict keeping its own key order. (Keras's `pack_sequence_as` sorts the keys of the
+    dicts it makes on torch, so a model rebuilt from it would list its outputs in another
+    order in its config.)"""
+    if isinstance(structure, dict):
+        numbered = {k: _positions(structure[k], counter) for k in sorted(structure)}
+        return {k: numbered[k] for k in structure}
+    if isinstance(structure, (list, tuple)):
+        items = [_positions(x, counter) for x in structure]
+        return type(structure)(*items) if hasattr(structure, "_fields") else type(structure)(items)
+    return next(counter)
 
 
 def to_graph(model) -> nx.MultiDiGraph:

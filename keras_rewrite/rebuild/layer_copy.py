@@ -67,7 +67,7 @@ def retie_shared_sublayers(source, layer, layer_map) -> list[str]:
     re-created from its config it would hold a copy, an untied second variable). Returns the
     attributes re-tied."""
     tied = []
-    for name, value in vars(source).items():
+    for name, value in _keras.attributes(source).items():
         counterpart = layer_map.get(id(value)) if isinstance(value, Layer) else None
         if (counterpart is not None and value is not source
                 and getattr(layer, name, None) is not counterpart
