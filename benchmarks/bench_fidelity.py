@@ -2,8 +2,10 @@
 
 `rewrite(ResNet50(weights=None), [])` runs `fidelity.check_layer` on every rebuilt layer; this
 times the same rewrite with the proof and with it replaced by a no-op, interleaved in one
-process, and prints the medians, their ratio, and the proof's own time (summed over its calls).
-The machines are noisy: compare the ratio, not the seconds. Target: <= 5 % of the rewrite.
+process, and prints the medians and the fastest runs, their ratios, and the proof's own time
+(summed over its calls). The machines are noisy (two runs of 9 on a quiet machine gave +4.8 %
+and +15.6 % for the medians): the time inside the proof is the steadier figure.
+Target: <= 5 % of the rewrite.
 
 Run:  python benchmarks/bench_fidelity.py [--repeat N] [--model ResNet50]
 """
@@ -51,7 +53,7 @@ def timed_rewrite(model, proof: bool) -> tuple[float, float]:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--repeat", type=int, default=15)
     parser.add_argument("--model", default="ResNet50", choices=sorted(APPS))
     args = parser.parse_args(argv)
     model = APPS[args.model](weights=None)
@@ -66,13 +68,16 @@ def main(argv=None) -> None:
         inside.append(spent)
         without.append(timed_rewrite(model, False)[0])
     a, b, c = (statistics.median(x) for x in (with_proof, without, inside))
+    low_a, low_b = min(with_proof), min(without)
     rows = [
         ("model", f"{args.model} (weights=None): {len(model.layers)} layers, {n_vars} "
                   f"variables, {n_values / 1e6:.1f} M values"),
         ("repeats", str(args.repeat)),
         ("rewrite with the proof (median s)", f"{a:.3f}"),
         ("rewrite without it (median s)", f"{b:.3f}"),
-        ("ratio with / without", f"{a / b:.3f} ({(a / b - 1) * 100:+.1f} %)"),
+        ("ratio with / without, medians", f"{a / b:.3f} ({(a / b - 1) * 100:+.1f} %)"),
+        ("ratio with / without, fastest runs", f"{low_a / low_b:.3f} "
+                                               f"({(low_a / low_b - 1) * 100:+.1f} %)"),
         ("time inside check_layer (median s)", f"{c:.3f} ({c / a * 100:.1f} % of the rewrite)"),
         ("target", "<= 5 %"),
     ]

@@ -1416,10 +1416,25 @@ def check_mixed_precision(model, x, tmp_dir, unsafe=False):
             problems.append(f"variable {v.path} is {v.dtype}, expected float32")
     loaded = saved_and_loaded(new, model, tmp_dir, "mixed.keras", unsafe,
                               notes=result.report.notes)
+    if any(getattr(l, "lora_enabled", False) for l in model._flatten_layers()):
+        # As in check_save_load: the file reloads as Keras's own file of the original does
+        # (LoRA merged into the kernel), in mixed precision.
+        keras_own = saved_and_loaded(model, model, tmp_dir, "original.keras", unsafe)
+        new = keras_rewrite.rewrite(keras_own, [keras_rewrite.passes.SetDtypePolicy(
+            "mixed_bfloat16")])
     problems += compare_outputs(new, loaded, x)
+
     def policies(m):  # in layer order: a KerasHub recipe reloads with new auto-names; an
-        # InputLayer's policy is its data dtype's business, not compute's
-        return [(type(l).__name__, l.dtype_policy.name) for l in all_layers(m)
+        # InputLayer's policy is its data dtype's business, not compute's. A layer holding a
+        # DTypePolicyMap (a loaded quantized KerasHub model) computes with its path's entry;
+        # compared by what they do: Keras's file of a quantized KerasHub model names its
+        # policies "int4/128_from_None" (it writes source_name null), same dtypes.
+        def own(layer):
+            policy = layer.dtype_policy
+            if isinstance(policy, keras.dtype_policies.DTypePolicyMap):
+                policy = policy[layer.path] if layer.path else policy.default_policy
+            return (policy.quantization_mode, policy.compute_dtype, policy.variable_dtype)
+        return [(type(l).__name__, own(l)) for l in all_layers(m)
                 if not isinstance(l, keras.layers.InputLayer)]
 
     saved, reloaded = policies(new), policies(loaded)

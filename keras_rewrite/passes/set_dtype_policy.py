@@ -128,8 +128,10 @@ class SetDtypePolicy(Pass):
                                              f"{spec.class_name} left as it is: {why_not}"))
                 continue
             config = _with_policy(spec.config, target)
-            if spec.config_error is not None and current != target:
-                # No config to edit: the rebuild copies the layer object and sets the policy.
+            if (spec.config_error is not None or _map_entry(spec) is not None) \
+                    and current != target:
+                # No config to edit (the rebuild copies the layer object and sets the
+                # policy), or a policy map in it: the layer's own policy replaces the map.
                 config = {**spec.config, "dtype": _serialized(target)}
             changed = config is not spec.config
             if changed:
@@ -152,6 +154,8 @@ class SetDtypePolicy(Pass):
                                              f"{current} -> {target}{note}"))
         for level in iter_graphs(graph):  # the models' own policies, as Keras would set them
             current = level.graph.get("dtype_policy")
+            if current and current.startswith("map_"):  # a loaded quantized model's map:
+                current = current[len("map_"):]  # its layers resolve to its default
             if (current in _FLOAT_POLICIES and current != self.policy
                     and kinds.saves_as_arguments(level.graph.get("model_type"))):
                 level.graph["dtype_policy"] = self.policy
@@ -180,13 +184,40 @@ def _current_policy(spec) -> tuple[str | None, str | None]:
         policy = getattr(spec.source, "dtype_policy", None)
         if policy is None:
             return None, f"its {spec.config_error.split(' (')[0]} and it has no dtype policy"
+        if isinstance(policy, keras.dtype_policies.DTypePolicyMap):
+            policy = _entry(policy, spec.source)
         return _policy_of(keras.dtype_policies.serialize(policy))
     if "dtype" not in spec.config:
         return None, "its config has no 'dtype' entry"
     if isinstance(spec.config["dtype"], str):
         return None, (f"its config holds a plain dtype ({spec.config['dtype']!r}), not a "
                       "policy: a file would reload it with that dtype whatever its policy")
+    entry = _map_entry(spec)
+    if entry is not None:
+        return _policy_of(keras.dtype_policies.serialize(entry))
     return _policy_of(spec.config["dtype"])
+
+
+def _map_entry(spec):
+    """The policy a `DTypePolicyMap` in `spec`'s config gives its layer (Keras looks the
+    layer's path up in it; without a path, its default), or None when the config holds no
+    map. A quantized KerasHub model
+    loaded from a file holds the map in every layer: its float layers resolve to the map's
+    default, which this pass may change like any float policy."""
+    value = spec.config.get("dtype")
+    if not (isinstance(value, dict) and value.get("class_name") == "DTypePolicyMap"):
+        return None
+    try:
+        return _entry(keras.dtype_policies.get(value), spec.source)
+    except Exception:  # a map Keras cannot read back: left as it is, with _policy_of's reason
+        return None
+
+
+def _entry(policy_map, layer):
+    """What `policy_map` gives `layer`: its path's entry; without a path (a layer never
+    built: no weights), the map's default."""
+    path = getattr(layer, "path", None)
+    return policy_map[path] if path else policy_map.default_policy
 
 
 _LOOKUPS = (keras.layers.StringLookup, keras.layers.IntegerLookup)
@@ -259,10 +290,21 @@ def _policy_of(value) -> tuple[str | None, str | None]:
     return policy.name, None
 
 
+# Layers that cannot compute in float16/bfloat16 at all, with why (measured, KerasHub 0.32):
+# built natively under `set_global_policy("mixed_bfloat16")` they fail the same way.
+FLOAT32_ONLY = {
+    "MaskedLMHead": ("KerasHub 0.32's MaskedLMHead adds its float32 bias variable to logits "
+                     "cast to its compute dtype (InvalidArgumentError in AddV2 in bfloat16, "
+                     "also when built natively in mixed precision); kept float32, it computes "
+                     "the logits in float32 from its mixed-precision inputs"),
+}
+
+
 def _kept_float32(view) -> dict:
     """{id(layer spec): why} for the layers that produce a model output through softmax/sigmoid,
-    with the shape-only layers between them and the output."""
-    kept = {}
+    with the shape-only layers between them and the output, and the `FLOAT32_ONLY` ones."""
+    kept = {id(node.spec): FLOAT32_ONLY[node.class_name] for node in view.layers()
+            if node.class_name in FLOAT32_ONLY and not node.is_model}
     for out_id in view.graph.graph["outputs"]:
         path = []
         node, index = view[out_id].inputs[0]

@@ -65,16 +65,17 @@ def retie_shared_sublayers(source, layer, layer_map) -> list[str]:
     """Point `layer`'s attributes at the rebuilt counterparts of layers `source` shares with
     the rest of the model (KerasHub's MaskedLMHead holds the backbone's `token_embedding`:
     re-created from its config it would hold a copy, an untied second variable). Returns the
-    attributes re-tied."""
-    tied = []
+    attributes that hold such shared layers (each proved where it is rebuilt)."""
+    shared = []
     for name, value in _keras.attributes(source).items():
         counterpart = layer_map.get(id(value)) if isinstance(value, Layer) else None
-        if (counterpart is not None and value is not source
-                and getattr(layer, name, None) is not counterpart
-                and isinstance(getattr(layer, name, None), type(value))):
+        if (counterpart is None or value is source
+                or not isinstance(getattr(layer, name, None), type(value))):
+            continue
+        if getattr(layer, name) is not counterpart:
             _keras.replace_sublayer(layer, name, counterpart)
-            tied.append(name)
-    return tied
+        shared.append(name)
+    return shared
 
 
 def creation_scope(layer, *, building_inside: bool = False):

@@ -225,11 +225,13 @@ class _Rebuilder:
             layer_copy.set_sublayer_regularizers(layer, spec.sublayer_regularizers)
         if spec.weights is not None:
             set_pass_weights(spec, layer, record)
+        shared = []
         if type(layer) is type(spec.source):  # copied ones too: a copy copies what it shares
-            layer_copy.retie_shared_sublayers(spec.source, layer, self.layer_map)
+            shared = layer_copy.retie_shared_sublayers(spec.source, layer, self.layer_map)
         if id(spec) not in self.copied and type(layer) is type(spec.source):
             layer_copy.carry_trainable_flags(spec.source, layer)
-        fidelity.check_layer(spec, layer, same_inputs=same_inputs, carried=record.carried)
+        fidelity.check_layer(spec, layer, same_inputs=same_inputs, carried=record.carried,
+                             shared=shared)
         if id(spec) in self.quantize_marks:  # after the proof: the float layer is the original
             quantize.apply_marked(self.quantize_marks[id(spec)], layer)
 

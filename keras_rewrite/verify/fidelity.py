@@ -26,21 +26,26 @@ _LAYER_FIELDS = ("class", "dtype policy", "quantization mode", "trainable", "LoR
 _VARIABLE_FIELDS = ("path", "dtype", "shape", "trainable", "overwrite_with_gradient", "sharing")
 
 
-def check_layer(spec, layer, *, same_inputs: bool = True, carried=()) -> None:
+def check_layer(spec, layer, *, same_inputs: bool = True, carried=(), shared=()) -> None:
     """Raise `FidelityError` if `layer` (rebuilt from `spec`) lost state of `spec.source`.
 
     With `same_inputs=False` (a pass changed the shapes the layer receives) variable shapes,
     and the values of variables whose shape changed, are not compared. `carried`: the labels
     of the variables the weight transfer says it carried (`LayerWeights.carried`); in a layer
-    a pass changed, those the pass did not compute must hold the original's bits."""
+    a pass changed, those the pass did not compute must hold the original's bits. `shared`:
+    attributes of the layer holding layers shared with the rest of the model (a tied
+    embedding), left out here: each is proved where it is rebuilt."""
     source = spec.source
     if (spec.subgraph is not None or not isinstance(source, _keras.Layer)
             or not isinstance(layer, _keras.Layer)):
         return
     if spec.untouched and spec.weights is None:
-        problem = (state_difference(layer_state.layer_state(source, shapes=same_inputs),
-                                    layer_state.layer_state(layer, shapes=same_inputs))
-                   or value_difference(source, layer, same_inputs))
+        leave = ([getattr(source, name) for name in shared],
+                 [getattr(layer, name) for name in shared])
+        problem = (state_difference(
+                       layer_state.layer_state(source, shapes=same_inputs, leave=leave[0]),
+                       layer_state.layer_state(layer, shapes=same_inputs, leave=leave[1]))
+                   or value_difference(source, layer, same_inputs, leave=leave))
         what = "no pass changed it, but"
     else:
         problem = (kept_difference(spec, source, layer)
@@ -80,10 +85,15 @@ def state_difference(expected: list, received: list) -> str | None:
     return "the order of sub-layers and variables differs"
 
 
-def value_difference(source, layer, same_shapes: bool = True) -> str | None:
+def value_difference(source, layer, same_shapes: bool = True, leave=((), ())) -> str | None:
     """The first variable whose value is not bit-identical, in words, or None (variables
-    whose shape changed are skipped unless `same_shapes`)."""
-    for old, new in zip(source.weights, layer.weights):
+    whose shape changed are skipped unless `same_shapes`; those of the sub-layers in
+    `leave`, the source's and the layer's, are left out)."""
+    def kept(owner, held):
+        left = {id(v) for sub in held for v in sub.weights}
+        return [v for v in owner.weights if id(v) not in left]
+
+    for old, new in zip(kept(source, leave[0]), kept(layer, leave[1])):
         if old is new:
             continue
         if not same_shapes and tuple(old.shape) != tuple(new.shape):
@@ -110,7 +120,10 @@ def _same_bits(old, new) -> bool:
             if a.dtype != b.dtype or tuple(a.shape) != tuple(b.shape):
                 return False
             if isinstance(a, tf.Variable) and isinstance(b, tf.Variable):
-                a, b = a.value(), b.value()  # reads: on the CPU, views of the buffers
+                # Reads (the bare op: a third cheaper than Variable.value()); on the CPU,
+                # views of the buffers.
+                a = tf.raw_ops.ReadVariableOp(resource=a.handle, dtype=a.dtype)
+                b = tf.raw_ops.ReadVariableOp(resource=b.handle, dtype=b.dtype)
                 if a.device == b.device and _address(a) == _address(b):
                     return True
             if a.dtype.is_floating:

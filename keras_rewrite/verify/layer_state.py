@@ -5,7 +5,7 @@ from __future__ import annotations
 from keras_rewrite._keras import sublayers
 
 
-def layer_state(layer, *, shapes=True) -> list:
+def layer_state(layer, *, shapes=True, leave=()) -> list:
     """What Keras keeps on a built layer beyond its config, at every depth, in tracking order.
 
     Per sub-layer (the layer itself first): its class, dtype policy name (a quantized
@@ -13,18 +13,22 @@ def layer_state(layer, *, shapes=True) -> list:
     rank. Per variable, in `layer.weights` order: its path from the layer's name on, dtype,
     shape (unless `shapes=False`), `trainable`, `overwrite_with_gradient` (float8's scales and
     amax histories: the optimizer overwrites them) and the position of its first occurrence
-    (tied variables stay one variable). Two layers with equal states compute and train alike, given equal
-    variable values.
+    (tied variables stay one variable). Two layers with equal states compute and train alike,
+    given equal variable values. `leave`: sub-layers (and their variables) left out.
     """
     state = []
+    left = {id(sub) for held in leave for sub in sublayers(held)}
+    left_variables = {id(v) for held in leave for v in held.weights}
     for sub in sublayers(layer):
+        if id(sub) in left:
+            continue
         policy = getattr(sub, "dtype_policy", None)
         state.append(("layer", type(sub).__name__, getattr(policy, "name", None),
                       getattr(sub, "quantization_mode", None), bool(sub.trainable),
                       getattr(sub, "lora_rank", None) if getattr(sub, "lora_enabled", False)
                       else None))
     first = {}
-    for i, variable in enumerate(layer.weights):
+    for i, variable in enumerate(v for v in layer.weights if id(v) not in left_variables):
         state.append(("variable", _path_from(variable.path, layer.name), str(variable.dtype),
                       tuple(variable.shape) if shapes else None, bool(variable.trainable),
                       bool(getattr(variable, "overwrite_with_gradient", False)),
