@@ -79,6 +79,36 @@ loss = keras.ops.mean(keras.ops.square(new(data[:2], training=True)))
 loss.backward()
 out["with_grad"] = sorted(n for n, p in new.named_parameters() if p.grad is not None)
 out["original_with_grad"] = sorted(n for n, p in model.named_parameters() if p.grad is not None)
+
+# A layer holding another layer of the model (KerasHub's MaskedLMHead holds the backbone's
+# token embedding): torch keeps it in the holder's `_modules`. The rewrite re-ties it there, so
+# the embedding is one variable, one Parameter, and the holder's attribute is the model's one.
+class TiedHead(layers.Layer):
+    def __init__(self, embedding=None, **kwargs):
+        super().__init__(**kwargs)
+        self.embedding = embedding or layers.Embedding(20, 8, name="emb")
+
+    def call(self, x):
+        return keras.ops.matmul(x, keras.ops.transpose(self.embedding.embeddings))
+
+    def get_config(self):
+        return {**super().get_config(),
+                "embedding": keras.saving.serialize_keras_object(self.embedding)}
+
+    @classmethod
+    def from_config(cls, config):
+        config["embedding"] = keras.saving.deserialize_keras_object(config["embedding"])
+        return cls(**config)
+
+ids = keras.Input((5,), dtype="int32")
+embedding = layers.Embedding(20, 8, name="emb")
+tied = keras.Model(ids, TiedHead(embedding, name="head")(embedding(ids)))
+tied_new = keras_rewrite.rewrite(tied, ["l2"])
+out["tied_is_one_layer"] = tied_new.get_layer("head").embedding is tied_new.get_layer("emb")
+out["tied_in_modules"] = tied_new.get_layer("head")._modules.get("embedding") is \
+    tied_new.get_layer("emb")
+out["tied_n_variables"] = len(tied_new.weights)
+out["tied_n_parameters"] = len(list(tied_new.parameters()))
 print("RESULT " + json.dumps(out))
 '''
 
@@ -121,3 +151,9 @@ def test_fit_changes_the_rewritten_models_weights_and_not_the_originals(result):
     assert result["changed_in_original"] == []
     assert len(result["with_grad"]) == 8, result["with_grad"]
     assert result["original_with_grad"] == []
+
+
+@pytest.mark.slow
+def test_a_tied_sub_layer_is_one_parameter_in_the_rewritten_model(result):
+    assert result["tied_is_one_layer"] and result["tied_in_modules"]
+    assert result["tied_n_variables"] == result["tied_n_parameters"] == 1
