@@ -81,6 +81,7 @@ class _Rebuilder:
         self.copied = {}  # id(spec) -> why the layer was copied from its object
         self.state_copies = set()  # id(spec) of those copied for state beyond their config
         self.state_checked = set()  # id(spec) of layers whose state was compared
+        self.source_states = {}  # id(spec) -> the original's layer_state, read once
         self._copyable = {}  # id(spec) -> _copyable(spec), computed once (it compares configs)
         self._new_policy = {}  # id(spec) -> _policy_only_change(spec), computed once
         self._scratch = None
@@ -198,7 +199,7 @@ class _Rebuilder:
         if (spec.subgraph is None and self.copyable(spec) and id(spec) not in self.copied
                 and id(spec) not in self.state_checked):
             self.state_checked.add(id(spec))  # once, at the first call (built then)
-            why = _state_not_in_config(spec, layer, inputs_as_before)
+            why = _state_not_in_config(spec, layer, inputs_as_before, self.source_states)
             if why:  # quantized or LoRA sub-layers, a frozen part: the object holds them
                 layer = self.copy(spec, why)
                 self.state_copies.add(id(spec))  # its config re-creates it: a file loads
@@ -231,7 +232,7 @@ class _Rebuilder:
         if id(spec) not in self.copied and type(layer) is type(spec.source):
             layer_copy.carry_trainable_flags(spec.source, layer)
         fidelity.check_layer(spec, layer, same_inputs=same_inputs, carried=record.carried,
-                             shared=shared)
+                             shared=shared, expected=self.source_states.get(id(spec)))
         if id(spec) in self.quantize_marks:  # after the proof: the float layer is the original
             quantize.apply_marked(self.quantize_marks[id(spec)], layer)
 
@@ -475,7 +476,7 @@ def _copyable(spec) -> bool:
             and isinstance(spec.source, keras.layers.Layer))
 
 
-def _state_not_in_config(spec, layer, same_inputs) -> str | None:
+def _state_not_in_config(spec, layer, same_inputs, source_states) -> str | None:
     """Why `layer`, re-created from the config of `spec`'s untouched original, cannot hold the
     original's state (see `fidelity`), or None: sub-layers quantized or given LoRA adapters
     (a LoRA layer's saved kernel is merged with its adapter, so its variables must be copied
@@ -485,7 +486,9 @@ def _state_not_in_config(spec, layer, same_inputs) -> str | None:
     if [(type(s), s.name) for s in _keras.sublayers(spec.source)] == [
             (type(s), s.name) for s in _keras.sublayers(layer)]:
         layer_copy.carry_trainable_flags(spec.source, layer)
-    why = fidelity.state_difference(layer_state.layer_state(spec.source, shapes=same_inputs),
+    expected = source_states[id(spec)] = layer_state.layer_state(spec.source,
+                                                                 shapes=same_inputs)
+    why = fidelity.state_difference(expected,
                                     layer_state.layer_state(layer, shapes=same_inputs))
     return None if why is None else f"its config does not hold its whole state ({why})"
 

@@ -26,7 +26,8 @@ _LAYER_FIELDS = ("class", "dtype policy", "quantization mode", "trainable", "LoR
 _VARIABLE_FIELDS = ("path", "dtype", "shape", "trainable", "overwrite_with_gradient", "sharing")
 
 
-def check_layer(spec, layer, *, same_inputs: bool = True, carried=(), shared=()) -> None:
+def check_layer(spec, layer, *, same_inputs: bool = True, carried=(), shared=(),
+                expected=None) -> None:
     """Raise `FidelityError` if `layer` (rebuilt from `spec`) lost state of `spec.source`.
 
     With `same_inputs=False` (a pass changed the shapes the layer receives) variable shapes,
@@ -34,7 +35,8 @@ def check_layer(spec, layer, *, same_inputs: bool = True, carried=(), shared=())
     of the variables the weight transfer says it carried (`LayerWeights.carried`); in a layer
     a pass changed, those the pass did not compute must hold the original's bits. `shared`:
     attributes of the layer holding layers shared with the rest of the model (a tied
-    embedding), left out here: each is proved where it is rebuilt."""
+    embedding), left out here: each is proved where it is rebuilt. `expected`: the
+    original's `layer_state` with these `same_inputs`, if the caller read it already."""
     source = spec.source
     if (spec.subgraph is not None or not isinstance(source, _keras.Layer)
             or not isinstance(layer, _keras.Layer)):
@@ -42,8 +44,10 @@ def check_layer(spec, layer, *, same_inputs: bool = True, carried=(), shared=())
     if spec.untouched and spec.weights is None:
         leave = ([getattr(source, name) for name in shared],
                  [getattr(layer, name) for name in shared])
+        if shared or expected is None:
+            expected = layer_state.layer_state(source, shapes=same_inputs, leave=leave[0])
         problem = (state_difference(
-                       layer_state.layer_state(source, shapes=same_inputs, leave=leave[0]),
+                       expected,
                        layer_state.layer_state(layer, shapes=same_inputs, leave=leave[1]))
                    or value_difference(source, layer, same_inputs, leave=leave))
         what = "no pass changed it, but"
@@ -117,15 +121,15 @@ def _same_bits(old, new) -> bool:
             import tensorflow as tf
 
             a, b = old.value, new.value
-            if a.dtype != b.dtype or tuple(a.shape) != tuple(b.shape):
-                return False
             if isinstance(a, tf.Variable) and isinstance(b, tf.Variable):
                 # Reads (the bare op: a third cheaper than Variable.value()); on the CPU,
-                # views of the buffers.
+                # `np.asarray` of each is a view of its buffer.
                 a = tf.raw_ops.ReadVariableOp(resource=a.handle, dtype=a.dtype)
                 b = tf.raw_ops.ReadVariableOp(resource=b.handle, dtype=b.dtype)
-                if a.device == b.device and _address(a) == _address(b):
+                if _one_buffer(np.asarray(a), np.asarray(b)):
                     return True
+            if a.dtype != b.dtype or tuple(a.shape) != tuple(b.shape):
+                return False
             if a.dtype.is_floating:
                 width = _INT_OF_WIDTH[a.dtype.size]
                 a, b = tf.bitcast(a, width), tf.bitcast(b, width)
@@ -141,11 +145,10 @@ def _same_bits(old, new) -> bool:
     return a.tobytes() == b.tobytes()
 
 
-def _address(tensor) -> int | None:
-    """Where a CPU tensor's values start (`np.asarray` of an eager CPU tensor is a view of
-    its buffer, no copy); None for an empty one, whose address says nothing."""
-    view = np.asarray(tensor)
-    return view.__array_interface__["data"][0] if view.size else None
+def _one_buffer(a, b) -> bool:
+    """Two arrays of one dtype and shape viewing the same memory (empty ones hold nothing)."""
+    return a.dtype == b.dtype and a.shape == b.shape and (
+        a.size == 0 or a.__array_interface__["data"][0] == b.__array_interface__["data"][0])
 
 
 def carried_difference(spec, source, layer, carried) -> str | None:
