@@ -1,12 +1,14 @@
 """State beyond the graph: quantized, LoRA and partly frozen models come back as they were, or
 the rewrite raises `FidelityError` naming the layer (keras_rewrite.verify.fidelity)."""
+import warnings
+
 import keras
 import numpy as np
 import pytest
 from keras import layers
 
 import keras_rewrite
-from keras_rewrite.errors import FidelityError
+from keras_rewrite.errors import FidelityError, RebuildError
 from keras_rewrite.verify import layer_state
 
 
@@ -400,3 +402,36 @@ def test_a_layer_holding_another_layer_of_the_model_shares_the_rebuilt_one():
     assert len(new.weights) == len(model.weights) == 1
     x = np.arange(10).reshape(2, 5) % 20
     np.testing.assert_array_equal(new.predict(x, verbose=0), model.predict(x, verbose=0))
+
+
+@pytest.mark.slow
+def test_a_gptq_model_keras_cannot_serialize_is_refused_naming_the_layer(tmp_path):
+    """Keras 3.15's GPTQ on a Functional model leaves layers whose get_config() recurses
+    without end (their quantization config holds the layers): Keras cannot save the model,
+    and the rewrite refuses it by name rather than return something it cannot prove."""
+    keras.utils.set_random_seed(0)
+    tokens = keras.Input((16,), dtype="int32")
+    embedding = layers.Embedding(32, 16, name="emb")
+    d1, d2 = layers.Dense(32, activation="relu", name="d1"), layers.Dense(32, name="d2")
+    model = keras.Model(tokens, d2(d1(embedding(tokens))))
+    data = np.random.default_rng(0).integers(0, 32, (8, 16))
+
+    class Tokens:  # the calibration data is token ids already
+        def __call__(self, x):
+            return np.asarray(x)
+
+        tokenize = __call__
+
+    config = keras.quantizers.GPTQConfig(
+        dataset=data, tokenizer=Tokens(), num_samples=8, sequence_length=16, group_size=8,
+        quantization_layer_structure={"pre_block_layers": [embedding],
+                                      "sequential_blocks": [d1, d2]})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.quantize("gptq", config=config)
+    assert model.get_layer("d1").quantization_mode == "gptq"
+    with pytest.raises(RecursionError):  # Keras itself
+        model.save(tmp_path / "gptq.keras")
+    with pytest.raises(RebuildError, match=r"layer 'emb' \(Embedding\).*get_config\(\) fails "
+                                           r"\(RecursionError"):
+        keras_rewrite.rewrite(model, [])
