@@ -83,22 +83,9 @@ out["original_with_grad"] = sorted(n for n, p in model.named_parameters() if p.g
 # A layer holding another layer of the model (KerasHub's MaskedLMHead holds the backbone's
 # token embedding): torch keeps it in the holder's `_modules`. The rewrite re-ties it there, so
 # the embedding is one variable, one Parameter, and the holder's attribute is the model's one.
-class TiedHead(layers.Layer):
-    def __init__(self, embedding=None, **kwargs):
-        super().__init__(**kwargs)
-        self.embedding = embedding or layers.Embedding(20, 8, name="emb")
-
-    def call(self, x):
-        return keras.ops.matmul(x, keras.ops.transpose(self.embedding.embeddings))
-
-    def get_config(self):
-        return {**super().get_config(),
-                "embedding": keras.saving.serialize_keras_object(self.embedding)}
-
-    @classmethod
-    def from_config(cls, config):
-        config["embedding"] = keras.saving.deserialize_keras_object(config["embedding"])
-        return cls(**config)
+import sys
+sys.path.insert(0, "tests/rebuild")
+from test_state_contract import TiedHead  # the layer of the TensorFlow test of the same
 
 ids = keras.Input((5,), dtype="int32")
 embedding = layers.Embedding(20, 8, name="emb")

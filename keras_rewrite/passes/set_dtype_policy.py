@@ -201,9 +201,9 @@ def _current_policy(spec) -> tuple[str | None, str | None]:
 def _map_entry(spec):
     """The policy a `DTypePolicyMap` in `spec`'s config gives its layer (Keras looks the
     layer's path up in it; without a path, its default), or None when the config holds no
-    map. A quantized KerasHub model
-    loaded from a file holds the map in every layer: its float layers resolve to the map's
-    default, which this pass may change like any float policy."""
+    map. A quantized KerasHub model loaded from a file holds the map in every layer: its
+    float layers resolve to the map's default, which this pass may change like any float
+    policy."""
     value = spec.config.get("dtype")
     if not (isinstance(value, dict) and value.get("class_name") == "DTypePolicyMap"):
         return None

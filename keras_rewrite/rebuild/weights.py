@@ -19,9 +19,10 @@ def transfer_weights(spec, layer, *, copied_because=None, assets_dir=None) -> La
     Three ways, best first:
     - `layer` is a copy of the source object (`copied_because` says why): nothing to do.
     - `layer` has the source's build (same sub-layer classes and variable shapes) and no LoRA
-      adapters (the protocol merges them into the kernel): Keras's own per-layer state protocol (`layer_copy.carry_state`): variables, derived state such as an
-      adapted Normalization's, and assets such as lookup vocabularies; exactly what saving
-      and loading the layer would carry.
+      adapters (the protocol merges them into the kernel): Keras's own per-layer state
+      protocol (`layer_copy.carry_state`): variables, derived state such as an adapted
+      Normalization's, and assets such as lookup vocabularies; exactly what saving and
+      loading the layer would carry.
     - otherwise (a pass changed the layer): variable by variable, by name (and occurrence),
       where the shape and dtype still fit.
     """

@@ -45,10 +45,10 @@ def mode_of(spec):
     return getattr(spec.source, "quantization_mode", None)
 
 
-def refusal(spec, labels, *, d_in=(), new_inputs: str | None = None) -> str | None:
-    """Why the kernel of `spec` (holding variables `labels`) cannot lose input channels
-    `d_in` (and output channels), or get new input channels made by rule `new_inputs`; None
-    when it can."""
+def refusal(spec, weights: dict, *, d_in=(), new_inputs: str | None = None) -> str | None:
+    """Why the kernel of `spec` (its layer's arrays by label: `weights`) cannot lose input
+    channels `d_in` (and output channels), or get new input channels made by rule
+    `new_inputs`; None when it can."""
     mode = mode_of(spec)
     if mode not in _KNOWN:
         return (f"it is quantized '{mode}', whose variables surgery does not know how to edit "
@@ -57,14 +57,14 @@ def refusal(spec, labels, *, d_in=(), new_inputs: str | None = None) -> str | No
         return (f"it is quantized '{mode}': new input channels (how={new_inputs!r}) would need "
                 "new quantized values and scales; edit the float model, then quantize "
                 "(rewrite(model, [SetInputChannels(...), 'quantize']))")
-    unknown = set(labels) - _KNOWN[mode] - _LORA - {"bias"}
+    unknown = set(weights) - _KNOWN[mode] - _LORA - {"bias"}
     if unknown:
         return (f"it holds variables {sorted(unknown)}, which surgery does not know how to "
                 "edit with its kernel")
     block = getattr(spec.source, "_int4_block_size", None)
     if mode == "int4" and d_in and block and block > 0:
-        rows = len(labels["g_idx"]) if "g_idx" in labels else None
-        groups = np.shape(labels["kernel_scale"])[0]
+        rows = len(weights["g_idx"]) if "g_idx" in weights else None
+        groups = np.shape(weights["kernel_scale"])[0]
         if rows is not None and math.ceil((rows - len(d_in)) / block) != groups:
             return (f"it is quantized 'int4' by blocks of {block} input rows in {groups} "
                     f"groups; without {len(d_in)} of its {rows} inputs it would have "
