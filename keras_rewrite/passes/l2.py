@@ -34,9 +34,11 @@ quantized int8/int4 kernel (integers with a scale, not trainable: Keras counts r
 of trainable variables only, so L2 would add nothing to the loss; float8 kernels are float32
 and trainable and get L2), a kernel variable frozen by itself, and the kernel of a
 LoRA-enabled layer. On LoRA the decision is: no L2 on lora_kernel_a/b either. Keras's
-`enable_lora` would give them ``kernel_regularizer``, but a layer whose config changed is
-carried by Keras's save protocol, which merges ``A @ B`` into the kernel and zeroes A and B,
-so the adapter could never train again; the layer is left untouched, and exact.
+`enable_lora` would give them ``kernel_regularizer``, but L2 on the two factors is another
+penalty than L2 on the kernel they adapt (it is not `||A @ B||²`), so "L2 on every kernel"
+does not silently become it; the layer is left untouched, and exact. (A LoRA layer a pass
+does change is carried variable by variable: Keras's save protocol would merge ``A @ B``
+into the kernel.)
 
 Subclasses of these classes are handled like them. With ``include_biases=True`` the bias
 (``bias_regularizer -> bias``) is added where the layer has one.
@@ -521,9 +523,8 @@ def _state_of_weight(site: _Site, weight: _Weight) -> tuple[str | None, str]:
     if not weight.is_bias and lora:
         return (f"{weight.variable} has LoRA (rank {layer.lora_rank}"
                 f"{', ' + mode + '-quantized' if mode else ''}): the kernel is frozen, and L2 "
-                "on lora_kernel_a/b would need a changed config, which the rebuild carries "
-                "through Keras's save protocol: it merges A @ B into the kernel and zeroes "
-                "A and B (the adapter could not train again); left as it is"), ""
+                "on lora_kernel_a/b is another penalty than L2 on the kernel they adapt; "
+                "left as it is"), ""
     variable = live.regularized_variable(layer, weight.variable, site.kind.in_cell)
     if getattr(variable, "trainable", True) is False and getattr(layer, "trainable", True):
         return (f"variable '{weight.variable}' is not trainable (frozen by itself): L2 would "

@@ -295,7 +295,7 @@ def test_l2_leaves_lora_layers_exact_with_the_reason(quantized):
     changes = {c.layer: c for c in result.report.passes[0].changes}
     assert changes["d2"].action == "skipped"
     assert "has LoRA (rank 2" in changes["d2"].detail
-    assert "zeroes A and B" in changes["d2"].detail
+    assert "another penalty than L2 on the kernel" in changes["d2"].detail
     assert [c.layer for c in result.report.passes[0].changes].count("d2") == 1
     # The adapter is kept as it was: A and B by value, the kernel frozen, A and B trainable.
     assert variables_of(result.model.get_layer("d2")) == variables_of(model.get_layer("d2"))
