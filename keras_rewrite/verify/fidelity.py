@@ -108,6 +108,12 @@ def value_difference(source, layer, same_shapes: bool = True, leave=((), ())) ->
 
 
 _INT_OF_WIDTH = {1: "int8", 2: "int16", 4: "int32", 8: "int64"}
+if keras.backend.backend() == "tensorflow":  # Keras picks its backend once per process
+    import tensorflow as _tf
+
+    _read = _tf.raw_ops.ReadVariableOp
+else:
+    _tf = None
 
 
 def _same_bits(old, new) -> bool:
@@ -116,24 +122,22 @@ def _same_bits(old, new) -> bool:
     is written (`_keras.copy_variable`), and one buffer holds one value, so the proof reads
     two addresses; otherwise a bitcast and one reduction, no host copy. A view of the buffers
     elsewhere. Comparing every value was most of the proof's cost: 25.6 M for ResNet50."""
-    if keras.backend.backend() == "tensorflow":
+    if _tf is not None:
         try:
-            import tensorflow as tf
-
             a, b = old.value, new.value
-            if isinstance(a, tf.Variable) and isinstance(b, tf.Variable):
+            if isinstance(a, _tf.Variable) and isinstance(b, _tf.Variable):
                 # Reads (the bare op: a third cheaper than Variable.value()); on the CPU,
                 # `np.asarray` of each is a view of its buffer.
-                a = tf.raw_ops.ReadVariableOp(resource=a.handle, dtype=a.dtype)
-                b = tf.raw_ops.ReadVariableOp(resource=b.handle, dtype=b.dtype)
+                a = _read(resource=a.handle, dtype=a.dtype)
+                b = _read(resource=b.handle, dtype=b.dtype)
                 if _one_buffer(np.asarray(a), np.asarray(b)):
                     return True
             if a.dtype != b.dtype or tuple(a.shape) != tuple(b.shape):
                 return False
             if a.dtype.is_floating:
                 width = _INT_OF_WIDTH[a.dtype.size]
-                a, b = tf.bitcast(a, width), tf.bitcast(b, width)
-            return bool(tf.reduce_all(tf.equal(a, b)))
+                a, b = _tf.bitcast(a, width), _tf.bitcast(b, width)
+            return bool(_tf.reduce_all(_tf.equal(a, b)))
         except Exception:  # an unusual dtype: compare on the host
             pass
     a, b = np.asarray(old.numpy()), np.asarray(new.numpy())
