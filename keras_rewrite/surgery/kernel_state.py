@@ -61,15 +61,16 @@ def refusal(spec, weights: dict, *, d_in=(), new_inputs: str | None = None) -> s
     if unknown:
         return (f"it holds variables {sorted(unknown)}, which surgery does not know how to "
                 "edit with its kernel")
-    block = getattr(spec.source, "_int4_block_size", None)
-    if mode == "int4" and d_in and block and block > 0:
-        rows = len(weights["g_idx"]) if "g_idx" in weights else None
-        groups = np.shape(weights["kernel_scale"])[0]
-        if rows is not None and math.ceil((rows - len(d_in)) / block) != groups:
+    if mode == "int4" and len(d_in) and "g_idx" in weights:
+        # By blocks: g_idx[i] = i // block, so the block is the count of rows in group 0.
+        rows, groups = len(weights["g_idx"]), np.shape(weights["kernel_scale"])[0]
+        block = int(np.sum(np.asarray(weights["g_idx"]) == 0))
+        after = math.ceil((rows - len(d_in)) / block)
+        if groups > 1 and after != groups:
             return (f"it is quantized 'int4' by blocks of {block} input rows in {groups} "
-                    f"groups; without {len(d_in)} of its {rows} inputs it would have "
-                    f"{math.ceil((rows - len(d_in)) / block)} groups, and its scales could not "
-                    "be kept; edit the float model, then quantize")
+                    f"groups; without {len(d_in)} of its {rows} inputs it would have {after} "
+                    "groups, and its scales could not be kept; edit the float model, then "
+                    "quantize")
     return None
 
 
