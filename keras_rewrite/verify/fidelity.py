@@ -94,6 +94,8 @@ def value_difference(source, layer, same_shapes: bool = True, leave=((), ())) ->
     whose shape changed are skipped unless `same_shapes`; those of the sub-layers in
     `leave`, the source's and the layer's, are left out)."""
     def kept(owner, held):
+        if not held:
+            return owner.weights
         left = {id(v) for sub in held for v in sub.weights}
         return [v for v in owner.weights if id(v) not in left]
 

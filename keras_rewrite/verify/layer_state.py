@@ -40,5 +40,7 @@ def _path_from(path: str, name: str) -> str:
     """`path` from the segment `name` on: the scope of the enclosing model a layer was built
     in (``sequential/dense/kernel`` when a Sequential builds it, ``dense/kernel`` when a file
     loads it) is not the layer's."""
+    if path.startswith(name + "/"):  # the usual case, without splitting
+        return path
     parts = path.split("/")
     return "/".join(parts[parts.index(name):]) if name in parts else path
