@@ -232,7 +232,8 @@ class _Rebuilder:
         if id(spec) not in self.copied and type(layer) is type(spec.source):
             layer_copy.carry_trainable_flags(spec.source, layer)
         fidelity.check_layer(spec, layer, same_inputs=same_inputs, carried=record.carried,
-                             shared=shared, expected=self.source_states.get(id(spec)))
+                             shared=shared, expected=self.source_states.get(id(spec)),
+                             untouched=self.copyable(spec))
         if id(spec) in self.quantize_marks:  # after the proof: the float layer is the original
             quantize.apply_marked(self.quantize_marks[id(spec)], layer)
 

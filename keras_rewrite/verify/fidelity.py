@@ -27,7 +27,7 @@ _VARIABLE_FIELDS = ("path", "dtype", "shape", "trainable", "overwrite_with_gradi
 
 
 def check_layer(spec, layer, *, same_inputs: bool = True, carried=(), shared=(),
-                expected=None) -> None:
+                expected=None, untouched=None) -> None:
     """Raise `FidelityError` if `layer` (rebuilt from `spec`) lost state of `spec.source`.
 
     With `same_inputs=False` (a pass changed the shapes the layer receives) variable shapes,
@@ -36,12 +36,16 @@ def check_layer(spec, layer, *, same_inputs: bool = True, carried=(), shared=(),
     a pass changed, those the pass did not compute must hold the original's bits. `shared`:
     attributes of the layer holding layers shared with the rest of the model (a tied
     embedding), left out here: each is proved where it is rebuilt. `expected`: the
-    original's `layer_state` with these `same_inputs`, if the caller read it already."""
+    original's `layer_state` with these `same_inputs`, and `untouched`, whether no pass changed
+    the layer or its weights, if the caller knows them already (comparing configs is not
+    free)."""
     source = spec.source
     if (spec.subgraph is not None or not isinstance(source, _keras.Layer)
             or not isinstance(layer, _keras.Layer)):
         return
-    if spec.untouched and spec.weights is None:
+    if untouched is None:
+        untouched = spec.untouched and spec.weights is None
+    if untouched:
         leave = ([getattr(source, name) for name in shared],
                  [getattr(layer, name) for name in shared])
         if shared or expected is None:
