@@ -128,7 +128,7 @@ class SetDtypePolicy(Pass):
                                              f"{spec.class_name} left as it is: {why_not}"))
                 continue
             config = _with_policy(spec.config, target)
-            if (spec.config_error is not None or _map_entry(spec) is not None) \
+            if (spec.config_error is not None or _holds_map(spec.config)) \
                     and current != target:
                 # No config to edit (the rebuild copies the layer object and sets the
                 # policy), or a policy map in it: the layer's own policy replaces the map.
@@ -204,13 +204,17 @@ def _map_entry(spec):
     map. A quantized KerasHub model loaded from a file holds the map in every layer: its
     float layers resolve to the map's default, which this pass may change like any float
     policy."""
-    value = spec.config.get("dtype")
-    if not (isinstance(value, dict) and value.get("class_name") == "DTypePolicyMap"):
+    if not _holds_map(spec.config):
         return None
     try:
-        return _entry(keras.dtype_policies.get(value), spec.source)
+        return _entry(keras.dtype_policies.get(spec.config["dtype"]), spec.source)
     except Exception:  # a map Keras cannot read back: left as it is, with _policy_of's reason
         return None
+
+
+def _holds_map(config) -> bool:
+    value = config.get("dtype")
+    return isinstance(value, dict) and value.get("class_name") == "DTypePolicyMap"
 
 
 def _entry(policy_map, layer):

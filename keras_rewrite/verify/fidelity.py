@@ -97,13 +97,8 @@ def value_difference(source, layer, same_shapes: bool = True, leave=((), ())) ->
     """The first variable whose value is not bit-identical, in words, or None (variables
     whose shape changed are skipped unless `same_shapes`; those of the sub-layers in
     `leave`, the source's and the layer's, are left out)."""
-    def kept(owner, held):
-        if not held:
-            return owner.weights
-        left = {id(v) for sub in held for v in sub.weights}
-        return [v for v in owner.weights if id(v) not in left]
-
-    for old, new in zip(kept(source, leave[0]), kept(layer, leave[1])):
+    for old, new in zip(layer_state.weights_without(source, leave[0]),
+                        layer_state.weights_without(layer, leave[1])):
         if old is new:
             continue
         if not same_shapes and tuple(old.shape) != tuple(new.shape):

@@ -18,7 +18,6 @@ def layer_state(layer, *, shapes=True, leave=()) -> list:
     """
     state = []
     left = {id(sub) for held in leave for sub in sublayers(held)}
-    left_variables = {id(v) for held in leave for v in held.weights}
     for sub in sublayers(layer):
         if id(sub) in left:
             continue
@@ -28,12 +27,20 @@ def layer_state(layer, *, shapes=True, leave=()) -> list:
                       getattr(sub, "lora_rank", None) if getattr(sub, "lora_enabled", False)
                       else None))
     first = {}
-    for i, variable in enumerate(v for v in layer.weights if id(v) not in left_variables):
+    for i, variable in enumerate(weights_without(layer, leave)):
         state.append(("variable", _path_from(variable.path, layer.name), str(variable.dtype),
                       tuple(variable.shape) if shapes else None, bool(variable.trainable),
                       bool(getattr(variable, "overwrite_with_gradient", False)),
                       first.setdefault(id(variable), i)))
     return state
+
+
+def weights_without(layer, leave=()) -> list:
+    """`layer.weights` without the variables of the sub-layers in `leave`."""
+    if not leave:
+        return layer.weights
+    left = {id(v) for held in leave for v in held.weights}
+    return [v for v in layer.weights if id(v) not in left]
 
 
 def _path_from(path: str, name: str) -> str:
